@@ -1,0 +1,216 @@
+"""Precision/recall of the semantic cache with and without the precision guards.
+
+Run ``python bench/guards_eval.py``. Data: ``shared/datasets`` beside the repository (or
+``--data``). Embeddings are cached as .npy under ``--cache`` (default /tmp/guards_cache).
+
+Protocols (one lookup = a new query and the cached text it would be answered from):
+- fow-cache pairs: each pair is a lookup; should-hit iff ``same_answer``; the 8 ``ambiguous``
+  rows count as must-not-hit unless ``--ambiguous same|skip``.
+- Banking77: warm with train, each test query meets its nearest train neighbour; should-hit iff
+  same category. CLINC150: same with train vs test + oos_test (oos lookups never should hit).
+- QQP (GPTCache subset, first 5000 rows): each pair is a lookup; should-hit iff label 1.
+Rows are split in two halves by a hash of the id/text: ``design`` (used while writing the rules)
+and ``holdout`` (not looked at).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from semcache_plugins._embedder import Embedder
+from semcache_plugins._guards import DEFAULT_SIMILARITY_THRESHOLD, check_guards
+
+THRESHOLDS = [round(0.70 + 0.01 * i, 2) for i in range(26)]
+TARGET_PRECISION = 0.95
+
+
+@dataclass(frozen=True)
+class Lookup:
+    query: str
+    cached: str
+    similarity: float
+    should_hit: bool
+    design: bool
+
+
+class CachedEmbedder:
+    """Embeds through the real Embedder; whole data sets are cached on disk, spans in memory."""
+
+    def __init__(self, cache: Path) -> None:
+        self.embedder = Embedder()
+        self.cache = cache
+        self.memo: dict[str, np.ndarray] = {}
+        self.calls = 0
+
+    def corpus(self, name: str, texts: Sequence[str]) -> np.ndarray:
+        digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+        tag = self.embedder.fingerprint.digest
+        path = self.cache / f"{name}-{tag}-{digest}.npy"
+        if path.exists():
+            return np.load(path)
+        started = time.perf_counter()
+        vectors = self.embedder.embed(texts)
+        self.cache.mkdir(parents=True, exist_ok=True)
+        np.save(path, vectors)
+        print(f"  embedded {len(texts)} {name} texts in {time.perf_counter() - started:.0f}s",
+              file=sys.stderr)
+        return vectors
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        missing = [t for t in dict.fromkeys(texts) if t not in self.memo]
+        if missing:
+            for text, vector in zip(missing, self.embedder.embed(missing), strict=True):
+                self.memo[text] = vector
+        return np.stack([self.memo[t] for t in texts])
+
+
+def _half(key: str) -> bool:
+    return zlib.crc32(key.encode()) % 2 == 0
+
+
+def fow_pairs(data: Path, emb: CachedEmbedder, ambiguous: str) -> list[Lookup]:
+    rows = [json.loads(line) for line in (data / "fow_cache" / "pairs.jsonl").open()]
+    if ambiguous == "skip":
+        rows = [r for r in rows if not r.get("ambiguous")]
+    va = emb.corpus("fow-a", [r["a"] for r in rows])
+    vb = emb.corpus("fow-b", [r["b"] for r in rows])
+    sims = np.einsum("ij,ij->i", va, vb)
+    return [
+        Lookup(r["a"], r["b"], float(s),
+               bool(r["same_answer"]) or (ambiguous == "same" and bool(r.get("ambiguous"))),
+               _half(r["id"]))
+        for r, s in zip(rows, sims, strict=True)
+    ]
+
+
+def _nearest(emb: CachedEmbedder, name: str, warm: list[tuple[str, str]],
+             stream: list[tuple[str, str]], never: str | None = None) -> list[Lookup]:
+    wv = emb.corpus(f"{name}-warm", [t for t, _ in warm])
+    sv = emb.corpus(f"{name}-stream", [t for t, _ in stream])
+    out: list[Lookup] = []
+    for start in range(0, len(stream), 1024):
+        sims = sv[start:start + 1024] @ wv.T
+        best = sims.argmax(axis=1)
+        for row, j in enumerate(best):
+            text, label = stream[start + row]
+            cached, cached_label = warm[int(j)]
+            out.append(Lookup(text, cached, float(sims[row, j]),
+                              label == cached_label and label != never, _half(text)))
+    return out
+
+
+def banking(data: Path, emb: CachedEmbedder) -> list[Lookup]:
+    def read(name: str) -> list[tuple[str, str]]:
+        with (data / "banking77" / name).open(newline="") as handle:
+            return [(r["text"], r["category"]) for r in csv.DictReader(handle)]
+
+    return _nearest(emb, "banking77", read("train.csv"), read("test.csv"))
+
+
+def clinc(data: Path, emb: CachedEmbedder) -> list[Lookup]:
+    full = json.loads((data / "clinc150" / "data_full.json").read_text())
+    warm = [(t, i) for t, i in full["train"]]
+    stream = [(t, i) for t, i in full["test"] + full["oos_test"]]
+    return _nearest(emb, "clinc150", warm, stream, never="oos")
+
+
+def qqp(data: Path, emb: CachedEmbedder, rows: int = 5000) -> list[Lookup]:
+    pairs = json.loads((data / "qqp_gptcache" / "similiar_qqp_full.json").read_text())[:rows]
+    va = emb.corpus("qqp-a", [p["text_a"] for p in pairs])
+    vb = emb.corpus("qqp-b", [p["text_b"] for p in pairs])
+    sims = np.einsum("ij,ij->i", va, vb)
+    return [Lookup(p["text_a"], p["text_b"], float(s), p["label"] == 1,
+                   _half(p["text_a"] + "\n" + p["text_b"]))
+            for p, s in zip(pairs, sims, strict=True)]
+
+
+def verdicts(lookups: list[Lookup], embed: Callable[[Sequence[str]], np.ndarray]) -> list[bool]:
+    """Guard verdict per lookup (only computed where some threshold could serve it)."""
+    low = THRESHOLDS[0]
+    return [lk.similarity >= low and check_guards(lk.query, lk.cached, lk.similarity,
+                                                  embed=embed).allowed for lk in lookups]
+
+
+def score(lookups: list[Lookup], allowed: list[bool] | None,
+          threshold: float) -> tuple[float, float, float, int]:
+    """(served should-hit %, false-hit %, precision, served)."""
+    tp = fp = pos = neg = 0
+    for i, lk in enumerate(lookups):
+        served = lk.similarity >= threshold and (allowed is None or allowed[i])
+        pos += lk.should_hit
+        neg += not lk.should_hit
+        tp += served and lk.should_hit
+        fp += served and not lk.should_hit
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    return 100 * tp / max(pos, 1), 100 * fp / max(neg, 1), precision, tp + fp
+
+
+def table(name: str, lookups: list[Lookup], allowed: list[bool], default: float) -> None:
+    pos = sum(lk.should_hit for lk in lookups)
+    print(f"\n## {name}: {len(lookups)} lookups, {pos} should-hit, {len(lookups) - pos} must-not")
+    print(" thr  | raw: hit%  false%  prec  | guards: hit%  false%  prec")
+    for t in THRESHOLDS:
+        rh, rf, rp, _ = score(lookups, None, t)
+        gh, gf, gp, _ = score(lookups, allowed, t)
+        mark = " <- default" if abs(t - default) < 1e-9 else ""
+        ok = "*" if gp >= TARGET_PRECISION and gh >= 50 else " "
+        print(f" {t:.2f} |     {rh:5.1f}  {rf:5.1f}  {rp:.3f} |       {gh:5.1f}  {gf:5.1f}  "
+              f"{gp:.3f} {ok}{mark}")
+
+
+def split_summary(name: str, lookups: list[Lookup], allowed: list[bool], default: float) -> None:
+    for label, keep in (("design", True), ("holdout", False)):
+        idx = [i for i, lk in enumerate(lookups) if lk.design == keep]
+        sub, sub_allowed = [lookups[i] for i in idx], [allowed[i] for i in idx]
+        rh, rf, rp, _ = score(sub, None, default)
+        gh, gf, gp, _ = score(sub, sub_allowed, default)
+        print(f"  {name:<10} {label:<8} n={len(sub):5d} | raw hit {rh:5.1f}% false {rf:5.1f}% "
+              f"prec {rp:.3f} | guards hit {gh:5.1f}% false {gf:5.1f}% prec {gp:.3f}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    root = Path(__file__).resolve().parents[2]
+    parser.add_argument("--data", type=Path, default=root / "shared" / "datasets")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/guards_cache"))
+    parser.add_argument("--ambiguous", choices=("different", "same", "skip"), default="different")
+    parser.add_argument("--only", nargs="*", default=["fow", "banking77", "clinc150", "qqp"])
+    parser.add_argument("--threshold", type=float, default=DEFAULT_SIMILARITY_THRESHOLD)
+    args = parser.parse_args(argv)
+    emb = CachedEmbedder(args.cache)
+    loaders: dict[str, Callable[[], list[Lookup]]] = {
+        "fow": lambda: fow_pairs(args.data, emb, args.ambiguous),
+        "banking77": lambda: banking(args.data, emb),
+        "clinc150": lambda: clinc(args.data, emb),
+        "qqp": lambda: qqp(args.data, emb),
+    }
+    summaries = []
+    for name in args.only:
+        started = time.perf_counter()
+        lookups = loaders[name]()
+        allowed = verdicts(lookups, emb)
+        took = time.perf_counter() - started
+        table(f"{name} (ambiguous={args.ambiguous})" if name == "fow" else name, lookups,
+              allowed, args.threshold)
+        print(f"  ({took:.1f}s, {emb.calls} guard embed calls so far)")
+        summaries.append((name, lookups, allowed))
+    print(f"\n## default threshold {args.threshold:.2f} with guards, design vs held-out halves")
+    for name, lookups, allowed in summaries:
+        split_summary(name, lookups, allowed, args.threshold)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,228 @@
+"""Redis I/O for the flows: one sync and one async executor over shared helpers.
+
+Connections are lazy: nothing touches the network until the first operation. Every Redis
+failure becomes a ``BackendError`` and feeds the circuit breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import threading
+import weakref
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redisvl.exceptions import RedisVLError
+from redisvl.index import AsyncSearchIndex, SearchIndex
+
+from ._errors import BackendError
+from ._flows import DeleteKeys, Op, ReadEntry, RunQuery, WriteEntry
+from ._index import RECORD_FIELDS, IndexLayout
+from ._settings import CacheSettings
+from ._stats import CircuitBreaker
+
+__all__ = ["AsyncBackend", "SyncBackend", "redis_url_for"]
+
+logger = logging.getLogger("semcache_plugins")
+_REDIS_ERRORS = (redis.RedisError, RedisVLError, OSError)
+_embedded_lock = threading.Lock()
+_embedded_url: str | None = None
+
+
+def redis_url_for(settings: CacheSettings) -> str:
+    """The configured Redis URL, else a process-wide embedded Redis started on first use."""
+    global _embedded_url
+    if settings.redis_url:
+        return settings.redis_url
+    with _embedded_lock:
+        if _embedded_url is None:
+            from .embedded import EmbeddedRedis, running_server
+
+            server = running_server()
+            if server is None:
+                server = EmbeddedRedis()
+                server.start()
+                atexit.register(server.stop)
+            _embedded_url = server.url
+            logger.info("semcache: no redis_url given; using embedded Redis at %s", server.url)
+        return _embedded_url
+
+
+def _client_options(settings: CacheSettings) -> dict[str, Any]:
+    return {
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.socket_timeout,
+        "retry": Retry(NoBackoff(), 0),
+    }
+
+
+def _fields(values: list[Any]) -> dict[str, Any] | None:
+    if all(value is None for value in values):
+        return None
+    return dict(zip(RECORD_FIELDS, values, strict=True))
+
+
+def _missing_index(exc: BaseException) -> bool:
+    return "no such index" in str(exc).lower() or "unknown index" in str(exc).lower()
+
+
+def _already_exists(exc: BaseException) -> bool:
+    return "already exists" in str(exc).lower()
+
+
+def _wrap(op: Op, exc: BaseException, breaker: CircuitBreaker) -> BackendError:
+    breaker.failure()
+    return BackendError(f"Redis {type(op).__name__} failed: {type(exc).__name__}: {exc}")
+
+
+class SyncBackend:
+    """Executes flow operations with a blocking ``redis.Redis`` client."""
+
+    def __init__(self, settings: CacheSettings, client: redis.Redis | None = None) -> None:
+        self._settings = settings
+        self._client = client
+        self._owns_client = client is None
+        self._indexes: dict[str, SearchIndex] = {}
+        self._lock = threading.Lock()
+
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    url = redis_url_for(self._settings)
+                    self._client = redis.Redis.from_url(url, **_client_options(self._settings))
+        return self._client
+
+    def index(self, layout: IndexLayout) -> SearchIndex:
+        """The RedisVL index for this layout, created in Redis once."""
+        index = self._indexes.get(layout.name)
+        if index is None:
+            index = SearchIndex.from_dict(layout.schema(), redis_client=self.client())
+            try:
+                index.create(overwrite=False)
+            except RedisVLError as exc:
+                if not _already_exists(exc):
+                    raise
+            self._indexes[layout.name] = index
+        return index
+
+    def execute(self, op: Op, layout: IndexLayout, breaker: CircuitBreaker) -> Any:
+        try:
+            try:
+                result = self._execute(op, layout)
+            except _REDIS_ERRORS as exc:
+                if not _missing_index(exc):
+                    raise
+                self._indexes.pop(layout.name, None)  # Redis lost the index: rebuild, retry once
+                result = self._execute(op, layout)
+        except _REDIS_ERRORS as exc:
+            raise _wrap(op, exc, breaker) from exc
+        breaker.success()
+        return result
+
+    def _execute(self, op: Op, layout: IndexLayout) -> Any:
+        client = self.client()
+        if isinstance(op, ReadEntry):
+            return _fields(client.hmget(op.key, list(RECORD_FIELDS)))
+        index = self.index(layout)
+        if isinstance(op, RunQuery):
+            return index.query(op.query)
+        if isinstance(op, WriteEntry):
+            with client.pipeline(transaction=True) as pipe:
+                pipe.delete(op.key)
+                pipe.hset(op.key, mapping=op.mapping)  # type: ignore[arg-type]
+                if op.ttl:
+                    pipe.expire(op.key, op.ttl)
+                pipe.execute()
+            return None
+        if isinstance(op, DeleteKeys):
+            return client.delete(*op.keys)
+        raise TypeError(f"unknown operation {op!r}")
+
+    def close(self) -> None:
+        if self._client is not None and self._owns_client:
+            self._client.close()
+        self._client = None
+        self._indexes.clear()
+
+
+class _LoopState:
+    def __init__(self, client: aredis.Redis) -> None:
+        self.client = client
+        self.indexes: dict[str, AsyncSearchIndex] = {}
+
+
+class AsyncBackend:
+    """Executes flow operations with ``redis.asyncio``; one client per running event loop."""
+
+    def __init__(self, settings: CacheSettings) -> None:
+        self._settings = settings
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is None:
+            url = redis_url_for(self._settings)
+            state = _LoopState(aredis.Redis.from_url(url, **_client_options(self._settings)))
+            self._states[loop] = state
+        return state
+
+    async def index(self, layout: IndexLayout) -> AsyncSearchIndex:
+        state = self._state()
+        index = state.indexes.get(layout.name)
+        if index is None:
+            index = AsyncSearchIndex.from_dict(layout.schema(), redis_client=state.client)
+            try:
+                await index.create(overwrite=False)
+            except RedisVLError as exc:
+                if not _already_exists(exc):
+                    raise
+            state.indexes[layout.name] = index
+        return index
+
+    async def execute(self, op: Op, layout: IndexLayout, breaker: CircuitBreaker) -> Any:
+        try:
+            try:
+                result = await self._execute(op, layout)
+            except _REDIS_ERRORS as exc:
+                if not _missing_index(exc):
+                    raise
+                self._state().indexes.pop(layout.name, None)
+                result = await self._execute(op, layout)
+        except _REDIS_ERRORS as exc:
+            raise _wrap(op, exc, breaker) from exc
+        breaker.success()
+        return result
+
+    async def _execute(self, op: Op, layout: IndexLayout) -> Any:
+        client = self._state().client
+        if isinstance(op, ReadEntry):
+            return _fields(await client.hmget(op.key, list(RECORD_FIELDS)))
+        index = await self.index(layout)
+        if isinstance(op, RunQuery):
+            return await index.query(op.query)
+        if isinstance(op, WriteEntry):
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.delete(op.key)
+                pipe.hset(op.key, mapping=op.mapping)  # type: ignore[arg-type]
+                if op.ttl:
+                    pipe.expire(op.key, op.ttl)
+                await pipe.execute()
+            return None
+        if isinstance(op, DeleteKeys):
+            return await client.delete(*op.keys)
+        raise TypeError(f"unknown operation {op!r}")
+
+    async def aclose(self) -> None:
+        """Close the client of the running loop (others close with their loops)."""
+        state = self._states.pop(asyncio.get_running_loop(), None)
+        if state is not None:
+            await state.client.aclose()

@@ -1,0 +1,366 @@
+"""``CacheCore``: the sync and async shells that run the flows against Redis and the embedder."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+import numpy as np
+
+from ._backend import AsyncBackend, SyncBackend
+from ._embedder import Embedder
+from ._errors import BackendError, SemcacheError
+from ._flows import (
+    EmbedQuery,
+    Flow,
+    FlowConfig,
+    GuardCheck,
+    LookupResult,
+    invalidate_flow,
+    lookup_flow,
+    store_flow,
+)
+from ._guards import check_guards
+from ._index import IndexLayout
+from ._scope import RequestPlan, model_hash, plan_request, system_prompt_hash
+from ._settings import CacheSettings
+from ._stats import CacheStats, CircuitBreaker
+from ._types import CacheHit
+from ._vectors import VectorMemo
+
+__all__ = ["CacheCore"]
+
+logger = logging.getLogger("semcache_plugins")
+Messages = Sequence[Mapping[str, Any]]
+
+
+class CacheCore:
+    """A scoped exact + semantic cache over Redis (RedisVL HNSW) and a local ONNX embedder."""
+
+    def __init__(
+        self,
+        *,
+        settings: CacheSettings | None = None,
+        embedder: Embedder | None = None,
+        redis_client: Any = None,
+        **overrides: Any,
+    ) -> None:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if settings is None:
+            settings = CacheSettings(**given)
+        elif given:
+            settings = CacheSettings(**{**settings.model_dump(exclude_unset=True), **given})
+        self.settings = settings
+        self.embedder = embedder if embedder is not None else Embedder.from_settings(settings)
+        self._stats = CacheStats()
+        self._breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
+        self._vectors = VectorMemo()
+        self._config: FlowConfig | None = None
+        self._config_lock = threading.Lock()
+        self._sync = SyncBackend(settings, client=redis_client)
+        self._async = AsyncBackend(settings)
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    @property
+    def config(self) -> FlowConfig:
+        """Flow configuration; loading it loads the model (its fingerprint names the index)."""
+        if self._config is None:
+            with self._config_lock:
+                if self._config is None:
+                    fingerprint = self.embedder.fingerprint
+                    layout = IndexLayout(
+                        self.settings.index_prefix, fingerprint.digest, fingerprint.dim
+                    )
+                    key = self.settings.signing_key
+                    self._config = FlowConfig(
+                        layout=layout,
+                        threshold=self.settings.similarity_threshold,
+                        guards=self.settings.guards,
+                        signing_key=key.encode() if key else None,
+                        max_response_bytes=self.settings.max_response_bytes,
+                    )
+        return self._config
+
+    async def _aconfig(self) -> FlowConfig:
+        """The config, loading the model in a thread the first time (never on the loop)."""
+        if self._config is not None:
+            return self._config
+        return await asyncio.to_thread(lambda: self.config)
+
+    @property
+    def layout(self) -> IndexLayout:
+        return self.config.layout
+
+    def _plan(
+        self, messages: Any, model: str, params: Mapping[str, Any] | None, namespace: str | None
+    ) -> RequestPlan:
+        return plan_request(
+            messages, model=model, params=params, namespace=namespace or self.settings.namespace
+        )
+
+    # -- pure-ish op handlers shared by both drivers -------------------------------------
+
+    def _embed_query(self, text: str) -> np.ndarray | None:
+        """Embed one query (memoized); None when it is longer than the model reads."""
+        memo = self._vectors.get(text)
+        if memo is not None:
+            return memo
+        if len(text) > 64 * self.embedder.max_tokens or (
+            self.embedder.count_tokens([text])[0] > self.embedder.max_tokens
+        ):
+            self._stats.skip("too_long")
+            return None
+        self._stats.count("embeddings")
+        vector: np.ndarray = self.embedder.embed([text])[0]
+        self._vectors.put(text, vector)
+        return vector
+
+    def _guard(self, op: GuardCheck) -> bool:
+        verdict = check_guards(op.query, op.cached, op.similarity, embed=self.embedder.embed)
+        if not verdict.allowed:
+            self._stats.count("guard_rejections")
+            logger.debug("semcache: guard rejected a candidate (%s)", verdict.reason)
+        return verdict.allowed
+
+    def _finish(self, plan: RequestPlan, result: LookupResult, started: float) -> CacheHit | None:
+        if result.outcome == "skipped":
+            self._stats.count("lookups")
+        else:
+            self._stats.lookup_done(result.outcome, time.perf_counter() - started)
+        return result.hit
+
+    def _check_breaker(self) -> None:
+        if not self._breaker.allow():
+            raise BackendError("Redis circuit breaker is open; skipping the cache")
+
+    # -- drivers ---------------------------------------------------------------------------
+
+    def _run(self, flow: Flow) -> Any:
+        self._check_breaker()
+        try:
+            op = next(flow)
+            while True:
+                if isinstance(op, EmbedQuery):
+                    result: Any = self._embed_query(op.text)
+                elif isinstance(op, GuardCheck):
+                    result = self._guard(op)
+                else:
+                    result = self._sync.execute(op, self.layout, self._breaker)
+                op = flow.send(result)
+        except StopIteration as stop:
+            return stop.value
+        except SemcacheError:
+            self._stats.count("errors")
+            raise
+
+    async def _arun(self, flow: Flow) -> Any:
+        self._check_breaker()
+        try:
+            op = next(flow)
+            while True:
+                if isinstance(op, EmbedQuery):
+                    memo = self._vectors.get(op.text)
+                    result: Any = (
+                        memo
+                        if memo is not None
+                        else await asyncio.to_thread(self._embed_query, op.text)
+                    )
+                elif isinstance(op, GuardCheck):
+                    result = await asyncio.to_thread(self._guard, op)
+                else:
+                    result = await self._async.execute(op, self.layout, self._breaker)
+                op = flow.send(result)
+        except StopIteration as stop:
+            return stop.value
+        except SemcacheError:
+            self._stats.count("errors")
+            raise
+
+    # -- public API ------------------------------------------------------------------------
+
+    def lookup(
+        self,
+        messages: Messages,
+        model: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        namespace: str | None = None,
+        max_age: float | None = None,
+        semantic_tool_calls: bool = False,
+    ) -> CacheHit | None:
+        """Find a cached answer for this request, or None. Raises ``SemcacheError`` subclasses."""
+        plan = self._plan(messages, model, params, namespace)
+        if plan.skip_reason:
+            self._stats.skip(plan.skip_reason)
+            return None
+        config = self.config
+        started = time.perf_counter()
+        result = self._run(
+            lookup_flow(config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls)
+        )
+        return self._finish(plan, result, started)
+
+    async def alookup(
+        self,
+        messages: Messages,
+        model: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        namespace: str | None = None,
+        max_age: float | None = None,
+        semantic_tool_calls: bool = False,
+    ) -> CacheHit | None:
+        """Async twin of :meth:`lookup`; embedding runs in a thread, bounded by lookup_timeout."""
+        plan = self._plan(messages, model, params, namespace)
+        if plan.skip_reason:
+            self._stats.skip(plan.skip_reason)
+            return None
+        config = await self._aconfig()
+        started = time.perf_counter()
+        flow = lookup_flow(config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls)
+        try:
+            result = await asyncio.wait_for(self._arun(flow), self.settings.lookup_timeout)
+        except TimeoutError:
+            self._stats.skip("timeout")
+            return None
+        return self._finish(plan, result, started)
+
+    def store(
+        self,
+        messages: Messages,
+        response: Any,
+        model: str,
+        params: Mapping[str, Any] | None = None,
+        ttl: int | None = None,
+        *,
+        namespace: str | None = None,
+        exact_only: bool = False,
+    ) -> str | None:
+        """Cache ``response`` (any JSON value) for this request; returns the entry id or None."""
+        plan = self._plan(messages, model, params, namespace)
+        if plan.skip_reason:
+            self._stats.skip(plan.skip_reason)
+            return None
+        flow = store_flow(
+            self.config,
+            plan,
+            response,
+            ttl=ttl or self.settings.ttl,
+            exact_only=exact_only,
+            vector=self._vectors.get(plan.text),
+        )
+        entry_id: str | None = self._run(flow)
+        self._stats.count("stores" if entry_id else "skipped")
+        return entry_id
+
+    async def astore(
+        self,
+        messages: Messages,
+        response: Any,
+        model: str,
+        params: Mapping[str, Any] | None = None,
+        ttl: int | None = None,
+        *,
+        namespace: str | None = None,
+        exact_only: bool = False,
+    ) -> str | None:
+        """Async twin of :meth:`store`."""
+        plan = self._plan(messages, model, params, namespace)
+        if plan.skip_reason:
+            self._stats.skip(plan.skip_reason)
+            return None
+        config = await self._aconfig()
+        flow = store_flow(
+            config,
+            plan,
+            response,
+            ttl=ttl or self.settings.ttl,
+            exact_only=exact_only,
+            vector=self._vectors.get(plan.text),
+        )
+        entry_id: str | None = await self._arun(flow)
+        self._stats.count("stores" if entry_id else "skipped")
+        return entry_id
+
+    def _invalidation(
+        self, system_prompt: str | Sequence[str] | None, model: str | None, namespace: str | None
+    ) -> Flow:
+        return invalidate_flow(
+            self.config,
+            namespace=namespace,
+            system=None if system_prompt is None else system_prompt_hash(system_prompt),
+            model=None if model is None else model_hash(model),
+        )
+
+    def invalidate(
+        self,
+        *,
+        system_prompt: str | Sequence[str] | None = None,
+        model: str | None = None,
+        namespace: str | None = None,
+    ) -> int:
+        """Remove entries matching every given part (all namespaces unless one is given)."""
+        if system_prompt is None and model is None and namespace is None:
+            raise ValueError("invalidate() needs system_prompt=, model= or namespace=")
+        return int(self._run(self._invalidation(system_prompt, model, namespace)))
+
+    async def ainvalidate(
+        self,
+        *,
+        system_prompt: str | Sequence[str] | None = None,
+        model: str | None = None,
+        namespace: str | None = None,
+    ) -> int:
+        """Async twin of :meth:`invalidate`."""
+        if system_prompt is None and model is None and namespace is None:
+            raise ValueError("ainvalidate() needs system_prompt=, model= or namespace=")
+        return int(await self._arun(self._invalidation(system_prompt, model, namespace)))
+
+    def clear(self) -> int:
+        """Remove every entry of this core's namespace (current embedding version)."""
+        return self.invalidate(namespace=self.settings.namespace)
+
+    async def aclear(self) -> int:
+        """Async twin of :meth:`clear`."""
+        return await self.ainvalidate(namespace=self.settings.namespace)
+
+    def stats(self) -> dict[str, object]:
+        """Counters and lookup latency percentiles since this core was created."""
+        snapshot = self._stats.snapshot()
+        snapshot["breaker_open"] = self._breaker.is_open
+        return snapshot
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connections this core opened (a client passed in stays open)."""
+        self._sync.close()
+
+    async def aclose(self) -> None:
+        """Close sync and async connections this core opened."""
+        self._sync.close()
+        await self._async.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (
+            f"CacheCore(namespace={s.namespace!r}, threshold={s.similarity_threshold}, "
+            f"model={s.embedding_model!r}, guards={s.guards})"
+        )

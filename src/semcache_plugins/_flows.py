@@ -1,0 +1,244 @@
+"""Lookup, store and invalidation as sans-I/O generators.
+
+Each flow yields small operation objects and receives their results. ``CacheCore`` runs a
+flow with a sync driver (redis.Redis, embedding inline) or an async driver (redis.asyncio,
+embedding in a thread): the decisions live here once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from redisvl.query import BaseQuery
+
+from ._errors import SerializationError
+from ._index import PAYLOAD_ALIAS, IndexLayout, entry_filter, ids_query, knn_query
+from ._records import StoredRecord, decode_record, encode_response, record_signature
+from ._scope import RequestPlan
+from ._types import CacheHit
+
+__all__ = [
+    "DeleteKeys",
+    "EmbedQuery",
+    "FlowConfig",
+    "GuardCheck",
+    "LookupResult",
+    "Op",
+    "ReadEntry",
+    "RunQuery",
+    "WriteEntry",
+    "invalidate_flow",
+    "lookup_flow",
+    "store_flow",
+]
+
+logger = logging.getLogger("semcache_plugins")
+
+
+@dataclass(frozen=True)
+class ReadEntry:
+    """HMGET the record fields of one key; result: dict of fields, or None if absent."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class EmbedQuery:
+    """Embed one text; result: float32 vector, or None when it exceeds the model's max tokens."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Run a RedisVL query; result: list of result dicts."""
+
+    query: BaseQuery
+
+
+@dataclass(frozen=True)
+class GuardCheck:
+    """Run the precision guards; result: bool (may the cached text answer the query)."""
+
+    query: str
+    cached: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class WriteEntry:
+    """Replace a hash atomically and set its expiry (None = no expiry)."""
+
+    key: str
+    mapping: dict[str, bytes | str]
+    ttl: int | None
+
+
+@dataclass(frozen=True)
+class DeleteKeys:
+    """Delete keys; result: how many existed."""
+
+    keys: tuple[str, ...]
+
+
+Op = ReadEntry | EmbedQuery | RunQuery | GuardCheck | WriteEntry | DeleteKeys
+Flow = Generator[Op, Any, Any]
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """What the flows need from the settings."""
+
+    layout: IndexLayout
+    threshold: float
+    guards: bool
+    signing_key: bytes | None
+    max_response_bytes: int
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """The outcome of one lookup: the hit (or None), its stats counter, and the query vector."""
+
+    hit: CacheHit | None
+    outcome: str  # hits_exact | hits_semantic | misses | skipped
+    vector: np.ndarray | None = None
+
+
+def _read(config: FlowConfig, fields: dict[str, Any], entry_id: str) -> StoredRecord | None:
+    try:
+        return decode_record(fields, entry_id=entry_id, signing_key=config.signing_key)
+    except SerializationError as exc:
+        logger.warning("semcache: ignoring stored entry: %s", exc)
+        return None
+
+
+def lookup_flow(
+    config: FlowConfig,
+    plan: RequestPlan,
+    *,
+    max_age: float | None = None,
+    semantic_tool_calls: bool = False,
+    now: float | None = None,
+) -> Generator[Op, Any, LookupResult]:
+    """Exact tier by key, then KNN with the scope pre-filter, threshold and guards."""
+    now = time.time() if now is None else now
+    min_created = None if max_age is None else now - max_age
+    layout = config.layout
+    fields = yield ReadEntry(layout.key(plan.entry_id))
+    if fields is not None:
+        record = _read(config, fields, plan.entry_id)
+        if (
+            record is not None
+            and record.scope == plan.scope
+            and (min_created is None or record.created_at >= min_created)
+        ):
+            hit = CacheHit(
+                record.response, "exact", 1.0, record.prompt, plan.entry_id, record.created_at
+            )
+            return LookupResult(hit, "hits_exact")
+    if not plan.semantic:
+        return LookupResult(None, "misses")
+    vector = yield EmbedQuery(plan.text)
+    if vector is None:
+        return LookupResult(None, "skipped")
+    filter_expression = entry_filter(
+        layout,
+        scope=plan.scope,
+        min_created_at=min_created,
+        exclude_tool_calls=not semantic_tool_calls,
+    )
+    candidates = yield RunQuery(knn_query(vector.astype(np.float32).tobytes(), filter_expression))
+    for candidate in candidates:
+        similarity = 1.0 - float(candidate.get("vector_distance", 2.0))
+        if similarity < config.threshold:
+            break  # candidates come nearest first
+        entry_id = str(candidate["id"]).rsplit(":", 1)[-1]
+        record = _read(config, {**candidate, "payload": candidate.get(PAYLOAD_ALIAS)}, entry_id)
+        if record is None or record.scope != plan.scope:
+            continue
+        if config.guards and not (yield GuardCheck(plan.text, record.prompt, similarity)):
+            continue
+        hit = CacheHit(
+            record.response,
+            "semantic",
+            min(similarity, 1.0),
+            record.prompt,
+            entry_id,
+            record.created_at,
+        )
+        return LookupResult(hit, "hits_semantic", vector)
+    return LookupResult(None, "misses", vector)
+
+
+def store_flow(
+    config: FlowConfig,
+    plan: RequestPlan,
+    response: Any,
+    *,
+    ttl: int | None,
+    exact_only: bool = False,
+    vector: np.ndarray | None = None,
+    now: float | None = None,
+) -> Generator[Op, Any, str | None]:
+    """Write one entry (exact key + vector in the same hash); returns its id, None if skipped."""
+    try:
+        payload = encode_response(response, max_bytes=config.max_response_bytes)
+    except SerializationError as exc:
+        if "max_response_bytes" in str(exc):
+            logger.debug("semcache: not storing %s: %s", plan.entry_id, exc)
+            return None
+        raise
+    if plan.semantic and vector is None:
+        vector = yield EmbedQuery(plan.text)
+        if vector is None:
+            return None
+    created = f"{time.time() if now is None else now:.6f}"
+    prompt = plan.text.encode("utf-8", "surrogatepass")
+    mapping: dict[str, bytes | str] = {
+        "scope": plan.scope,
+        "namespace": plan.namespace,
+        "system": plan.system_hash,
+        "model": plan.model_hash,
+        "version": config.layout.version,
+        "tools": "1" if exact_only else "0",
+        "created_at": created,
+        "prompt": prompt,
+        "payload": payload,
+    }
+    if config.signing_key is not None:
+        mapping["sig"] = record_signature(
+            config.signing_key,
+            entry_id=plan.entry_id,
+            scope=plan.scope,
+            prompt=plan.text,
+            payload=payload,
+            created_at=created,
+        )
+    if plan.semantic and vector is not None:
+        mapping["embedding"] = vector.astype(np.float32).tobytes()
+    yield WriteEntry(config.layout.key(plan.entry_id), mapping, ttl)
+    return plan.entry_id
+
+
+def invalidate_flow(
+    config: FlowConfig,
+    *,
+    namespace: str | None = None,
+    system: str | None = None,
+    model: str | None = None,
+) -> Generator[Op, Any, int]:
+    """Delete every entry of this index that matches the given scope parts; returns the count."""
+    query = ids_query(entry_filter(config.layout, namespace=namespace, system=system, model=model))
+    removed = 0
+    while True:
+        found = yield RunQuery(query)
+        keys = tuple(str(item["id"]) for item in found)
+        if not keys:
+            return removed
+        removed += int((yield DeleteKeys(keys)))

@@ -1,0 +1,220 @@
+"""Pure conversions between LiteLLM calls and the core: request kwargs in, response dicts out.
+
+LiteLLM hands ``litellm.cache`` the full keyword arguments of ``completion()`` plus its own
+bookkeeping (``litellm_call_id``, ``litellm_logging_obj``, Router's ``client``, ...). The
+scope keeps what LiteLLM itself would send to a provider: every documented LLM API parameter
+(``ModelParamHelper.get_all_llm_api_params``) and any provider-specific one it does not own
+(``is_litellm_owned_kwarg``); the core then drops transport-only keys (stream, user, timeout...).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from litellm.litellm_core_utils.model_param_helper import ModelParamHelper
+from litellm.types.utils import is_litellm_owned_kwarg
+from pydantic import BaseModel
+
+from ._errors import ConfigurationError, SemcacheError
+from ._scope import plan_request
+from ._types import CacheHit
+
+__all__ = [
+    "TEXT_CALL_TYPES",
+    "CallRequest",
+    "entry_ref",
+    "failure_detail",
+    "served_response",
+    "stored_response",
+    "to_request",
+]
+
+logger = logging.getLogger("semcache_plugins")
+
+TEXT_CALL_TYPES: tuple[str, ...] = (
+    "completion",
+    "acompletion",
+    "text_completion",
+    "atext_completion",
+)
+# Never part of the scope: the prompt itself, the model (scoped on its own), and per-call noise.
+_NOT_SCOPE = frozenset({"messages", "prompt", "model", "parent_otel_span", "cache_key"})
+# Chat and text completion payloads differ in shape: they never share a scope.
+FORMAT_PARAM = "semcache_format"
+_NAMESPACE_FORBIDDEN = frozenset("{}|,:*\"' \t\n")
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """One LiteLLM call as the core sees it, plus its ``cache={...}`` controls."""
+
+    messages: list[dict[str, Any]]
+    model: str
+    params: dict[str, Any]
+    namespace: str | None
+    controls: Mapping[str, Any]
+    text: bool  # a text completion (``prompt=``), cached as a TextCompletionResponse
+    stream: bool
+
+    def core_args(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "model": self.model,
+            "params": self.params,
+            "namespace": self.namespace,
+        }
+
+    @property
+    def ttl(self) -> int | None:
+        """``cache={"ttl": N}``: seconds (rounded up) this response is kept."""
+        value = _number(self.controls.get("ttl"))
+        return max(1, math.ceil(value)) if value is not None and value > 0 else None
+
+    @property
+    def max_age(self) -> float | None:
+        """``cache={"s-maxage": N}``: only entries younger than N seconds are served."""
+        value = _number(self.controls.get("s-maxage", self.controls.get("s-max-age")))
+        return value if value is not None and value >= 0 else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _namespace(value: Any) -> str | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= 128
+        or _NAMESPACE_FORBIDDEN.intersection(value)
+    ):
+        raise ConfigurationError("cache namespace must be 1-128 characters without separators")
+    return value
+
+
+def _prompt_messages(prompt: Any) -> list[dict[str, Any]] | None:
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else None
+
+
+def scope_params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters that may change the answer (see the module docstring)."""
+    api_params = ModelParamHelper.get_all_llm_api_params()
+    return {
+        key: value
+        for key, value in kwargs.items()
+        if key not in _NOT_SCOPE and (key in api_params or not is_litellm_owned_kwarg(key))
+    }
+
+
+def to_request(kwargs: Mapping[str, Any], *, model: str) -> CallRequest | None:
+    """The core's view of a call; None when it is not a cacheable chat or text completion."""
+    if kwargs.get("text_completion") is True:
+        return None  # text_completion() dispatching to completion(): cached one level up
+    controls = kwargs.get("cache")
+    controls = controls if isinstance(controls, Mapping) else {}
+    messages = kwargs.get("messages")
+    text = messages is None and "prompt" in kwargs
+    if text:
+        messages = _prompt_messages(kwargs.get("prompt"))
+    if not isinstance(messages, list):
+        return None
+    params = {**scope_params(kwargs), FORMAT_PARAM: "litellm.text" if text else "litellm.chat"}
+    return CallRequest(
+        messages=messages,
+        model=str(model),
+        params=params,
+        namespace=_namespace(controls.get("namespace")),
+        controls=controls,
+        text=text,
+        stream=kwargs.get("stream") is True,
+    )
+
+
+def entry_ref(request: CallRequest, default_namespace: str) -> str:
+    """The exact-tier entry id of a request: a hash, safe to log."""
+    plan = plan_request(
+        request.messages,
+        model=request.model,
+        params=request.params,
+        namespace=request.namespace or default_namespace,
+    )
+    return plan.entry_id
+
+
+def _well_formed(data: Mapping[str, Any], *, text: bool) -> bool:
+    """A chat (``message``) or text (``text``) completion dict LiteLLM can rebuild."""
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return False
+    if text:
+        return all(isinstance(c, Mapping) and isinstance(c.get("text"), str) for c in choices)
+    return all(isinstance(c, Mapping) and isinstance(c.get("message"), Mapping) for c in choices)
+
+
+def _has_tool_calls(data: Mapping[str, Any]) -> bool:
+    for choice in data["choices"]:
+        message = choice.get("message") or {}
+        if message.get("tool_calls") or message.get("function_call"):
+            return True
+    return False
+
+
+def stored_response(result: Any, *, text: bool) -> tuple[dict[str, Any], bool] | None:
+    """``(plain JSON dict, has tool calls)`` for a LiteLLM result, or None if not cacheable.
+
+    The sync path passes the ``ModelResponse``; the async path its ``model_dump_json()``.
+    """
+    if isinstance(result, BaseModel):
+        data: Any = result.model_dump(mode="json")
+    elif isinstance(result, str | bytes):
+        data = json.loads(result)
+    else:
+        data = result
+    if not isinstance(data, dict) or not _well_formed(data, text=text):
+        logger.debug("semcache: not storing a %s without choices", type(result).__name__)
+        return None
+    return data, _has_tool_calls(data)
+
+
+def served_response(hit: CacheHit | None, *, text: bool) -> dict[str, Any] | None:
+    """The dict LiteLLM turns into the response, or None to treat the hit as a miss.
+
+    LiteLLM's ``convert_to_model_response_object`` sets every key of a cached dict that is not
+    a ``ModelResponse`` field as an attribute, so ``_hidden_params`` becomes the response's
+    hidden params; LiteLLM then adds ``cache_hit`` and its timing to them. Text completions
+    (``TextCompletionResponse(**dict)``) and streamed replays do not carry it.
+    """
+    if hit is None:
+        return None
+    if not isinstance(hit.response, dict) or not _well_formed(hit.response, text=text):
+        logger.debug("semcache: entry %s is not a LiteLLM completion; ignoring it", hit.entry_id)
+        return None
+    response = dict(hit.response)
+    if not text:
+        response["_hidden_params"] = {
+            "cache_hit": True,
+            "additional_headers": {},
+            "semcache": {"tier": hit.tier, "similarity": hit.similarity, "entry_id": hit.entry_id},
+        }
+    return response
+
+
+def failure_detail(exc: Exception) -> str:
+    """Our errors carry no prompt text; others may, so only their type is logged."""
+    if isinstance(exc, SemcacheError):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__

@@ -1,0 +1,105 @@
+"""Counters, latency percentiles and the circuit breaker (pure, thread-safe)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["CacheStats", "CircuitBreaker"]
+
+_COUNTERS = (
+    "lookups",
+    "hits_exact",
+    "hits_semantic",
+    "misses",
+    "stores",
+    "errors",
+    "skipped",
+    "skipped_too_long",
+    "guard_rejections",
+    "embeddings",
+)
+
+
+class CacheStats:
+    """What the cache did since it was created (``CacheCore.stats()`` returns a snapshot)."""
+
+    def __init__(self, window: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._skips: Counter[str] = Counter()
+        self._latency_ms: deque[float] = deque(maxlen=window)
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += n
+
+    def skip(self, reason: str) -> None:
+        with self._lock:
+            self._counts["skipped"] += 1
+            self._skips[reason] += 1
+            if reason == "too_long":
+                self._counts["skipped_too_long"] += 1
+
+    def lookup_done(self, outcome: str, seconds: float) -> None:
+        """Record one finished lookup: ``outcome`` is a counter name (hits_exact, misses, ...)."""
+        with self._lock:
+            self._counts["lookups"] += 1
+            self._counts[outcome] += 1
+            self._latency_ms.append(seconds * 1000.0)
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            result: dict[str, object] = {name: self._counts[name] for name in _COUNTERS}
+            result["skipped_by_reason"] = dict(self._skips)
+            latencies = np.fromiter(self._latency_ms, dtype=np.float64)
+        hits = int(result["hits_exact"]) + int(result["hits_semantic"])  # type: ignore[call-overload]
+        lookups = int(result["lookups"])  # type: ignore[call-overload]
+        result["hit_rate"] = hits / lookups if lookups else 0.0
+        for pct in (50, 95, 99):
+            value = float(np.percentile(latencies, pct)) if latencies.size else 0.0
+            result[f"latency_p{pct}_ms"] = round(value, 3)
+        return result
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+            self._skips.clear()
+            self._latency_ms.clear()
+
+
+class CircuitBreaker:
+    """Skip the backend for ``cooldown`` seconds after ``failures`` consecutive failures."""
+
+    def __init__(
+        self, failures: int, cooldown: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._threshold = failures
+        self._cooldown = cooldown
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._consecutive = 0
+        self._open_until = 0.0
+
+    def allow(self) -> bool:
+        """True when a call may go to the backend (closed, or half-open after the cooldown)."""
+        with self._lock:
+            return self._consecutive < self._threshold or self._clock() >= self._open_until
+
+    def success(self) -> None:
+        with self._lock:
+            self._consecutive = 0
+
+    def failure(self) -> None:
+        with self._lock:
+            self._consecutive += 1
+            if self._consecutive >= self._threshold:
+                self._open_until = self._clock() + self._cooldown
+
+    @property
+    def is_open(self) -> bool:
+        return not self.allow()

@@ -1,0 +1,218 @@
+"""LangChain integration: a ``BaseCache`` over the semantic cache core, plus streaming support.
+
+```python
+from langchain_core.globals import set_llm_cache
+from semcache_plugins.langchain import LangChainSemCache, cached
+
+cache = LangChainSemCache(redis_url="redis://localhost:6379")
+set_llm_cache(cache)                    # every model; or ChatOpenAI(..., cache=cache)
+streaming = cached(model, cache=cache)  # .stream()/.astream() that read and fill the cache
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+from langchain_core.outputs import Generation
+
+from ._core import CacheCore
+from ._embedder import Embedder
+from ._errors import ConfigurationError, SemcacheError
+from ._langchain_convert import (
+    CacheRequest,
+    decode_generations,
+    encode_generations,
+    has_tool_calls,
+    to_request,
+)
+from ._langchain_stream import CachedChatModel, cached
+from ._scope import sha256_hex
+from ._settings import CacheSettings
+from ._types import CacheHit
+
+__all__ = ["CachedChatModel", "LangChainSemCache", "cached"]
+
+logger = logging.getLogger("semcache_plugins")
+_CLEAR_KEYS = frozenset({"system_prompt", "model", "namespace"})
+
+
+class LangChainSemCache(BaseCache):
+    """A semantic LLM cache for LangChain: ``set_llm_cache(cache)`` or ``Chat...(cache=cache)``.
+
+    Scope rules are the core's: the system prompt, model, output-changing parameters (bound
+    tools included) and prior turns must match exactly; only the last human turn is compared
+    by meaning. Redis or embedding failures are logged once and behave as misses.
+    """
+
+    def __init__(
+        self,
+        *,
+        redis_url: str | None = None,
+        similarity_threshold: float | None = None,
+        ttl: int | None = None,
+        namespace: str | None = None,
+        embedding_model: str | None = None,
+        model_path: str | Path | None = None,
+        guards: bool | None = None,
+        index_prefix: str | None = None,
+        settings: CacheSettings | None = None,
+        core: CacheCore | None = None,
+        embedder: Embedder | None = None,
+        semantic_tool_calls: bool = False,
+        **options: Any,
+    ) -> None:
+        overrides = {
+            "redis_url": redis_url,
+            "similarity_threshold": similarity_threshold,
+            "ttl": ttl,
+            "namespace": namespace,
+            "embedding_model": embedding_model,
+            "model_path": model_path,
+            "guards": guards,
+            "index_prefix": index_prefix,
+            **options,
+        }
+        given = {key: value for key, value in overrides.items() if value is not None}
+        if core is not None and (given or settings is not None or embedder is not None):
+            raise ConfigurationError("pass either core= or the cache settings, not both")
+        self._owns_core = core is None
+        self._core = core or CacheCore(settings=settings, embedder=embedder, **given)
+        self._semantic_tool_calls = semantic_tool_calls
+        self._degraded = False
+
+    @property
+    def core(self) -> CacheCore:
+        """The shared cache core (also usable by the LiteLLM adapter)."""
+        return self._core
+
+    def __repr__(self) -> str:
+        return f"LangChainSemCache({self._core!r})"
+
+    # -- shared pieces ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _failing_open(self, op: str, prompt: str, llm_string: str) -> Iterator[None]:
+        """Turn a cache error into a miss / no-op; warn once until the cache works again."""
+        try:
+            yield
+        except SemcacheError as exc:
+            level = logging.DEBUG if self._degraded else logging.WARNING
+            self._degraded = True
+            logger.log(
+                level,
+                "semcache: LangChain cache %s skipped (prompt sha256 %s, "
+                "llm_string sha256 %s): %s: %s",
+                op,
+                sha256_hex(prompt)[:16],
+                sha256_hex(llm_string)[:16],
+                type(exc).__name__,
+                exc,
+            )
+        else:
+            if self._degraded:
+                self._degraded = False
+                logger.info("semcache: LangChain cache %s works again", op)
+
+    def _lookup_kwargs(self) -> dict[str, Any]:
+        return {"semantic_tool_calls": self._semantic_tool_calls}
+
+    @staticmethod
+    def _generations(hit: CacheHit | None) -> list[Generation] | None:
+        return None if hit is None else decode_generations(hit.response)
+
+    @staticmethod
+    def _store_args(request: CacheRequest, return_val: RETURN_VAL_TYPE) -> dict[str, Any] | None:
+        payload = encode_generations(return_val)
+        if payload is None:
+            logger.debug("semcache: generations cannot be serialized; not caching them")
+            return None
+        return {
+            "messages": request.messages,
+            "response": payload,
+            "model": request.model,
+            "params": request.params,
+            "exact_only": has_tool_calls(return_val),
+        }
+
+    def _clear_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        unknown = set(kwargs) - _CLEAR_KEYS
+        if unknown:
+            raise TypeError(f"clear() got unexpected keyword arguments: {sorted(unknown)}")
+        given = {key: value for key, value in kwargs.items() if value is not None}
+        if not given:
+            return None
+        return {"namespace": self._core.settings.namespace, **given}
+
+    # -- BaseCache ----------------------------------------------------------------------------
+
+    def lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
+        """Cached generations for this prompt and model configuration, or None."""
+        request = to_request(prompt, llm_string)
+        generations = None
+        with self._failing_open("lookup", prompt, llm_string):
+            hit = self._core.lookup(
+                request.messages, request.model, request.params, **self._lookup_kwargs()
+            )
+            generations = self._generations(hit)
+        return generations
+
+    async def alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
+        """Async :meth:`lookup` (Redis and embedding never block the event loop)."""
+        request = to_request(prompt, llm_string)
+        generations = None
+        with self._failing_open("lookup", prompt, llm_string):
+            hit = await self._core.alookup(
+                request.messages, request.model, request.params, **self._lookup_kwargs()
+            )
+            generations = self._generations(hit)
+        return generations
+
+    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Store generations; answers with tool calls go to the exact tier only."""
+        args = self._store_args(to_request(prompt, llm_string), return_val)
+        if args is not None:
+            with self._failing_open("update", prompt, llm_string):
+                self._core.store(**args)
+
+    async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Async :meth:`update`."""
+        args = self._store_args(to_request(prompt, llm_string), return_val)
+        if args is not None:
+            with self._failing_open("update", prompt, llm_string):
+                await self._core.astore(**args)
+
+    def clear(self, **kwargs: Any) -> None:
+        """Remove this namespace's entries, or only those of ``system_prompt=`` / ``model=``."""
+        scoped = self._clear_kwargs(kwargs)
+        removed = self._core.clear() if scoped is None else self._core.invalidate(**scoped)
+        logger.debug("semcache: cleared %d LangChain cache entries", removed)
+
+    async def aclear(self, **kwargs: Any) -> None:
+        """Async :meth:`clear`."""
+        scoped = self._clear_kwargs(kwargs)
+        removed = await (
+            self._core.aclear() if scoped is None else self._core.ainvalidate(**scoped)
+        )
+        logger.debug("semcache: cleared %d LangChain cache entries", removed)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, object]:
+        """The core's counters (hits per tier, misses, latency percentiles, ...)."""
+        return self._core.stats()
+
+    def close(self) -> None:
+        """Close the core's connections if this cache created the core."""
+        if self._owns_core:
+            self._core.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        if self._owns_core:
+            await self._core.aclose()

@@ -1,0 +1,247 @@
+"""LiteLLM integration: ``SemCache``, a ``litellm.Cache`` backed by the semantic cache core.
+
+```python
+import litellm
+from semcache_plugins.litellm import SemCache
+
+litellm.cache = SemCache(redis_url="redis://localhost:6379")
+```
+
+LiteLLM's caching handler (``litellm/caching/caching_handler.py``) calls ``get_cache``,
+``async_get_cache``, ``add_cache`` and ``async_add_cache`` on ``litellm.cache`` with the
+request's full keyword arguments; a plain ``Cache`` folds them into one exact key and hands
+its backend only the key, the messages and the metadata. ``SemCache`` overrides those four
+methods (and ``get_cache_key``), so the messages, the model and the parameters all reach the
+core's scope on every path: sync, async, streamed, Router.
+
+The model of the scope is what LiteLLM's own exact cache keys on: the Router's caching group,
+else its model group (``metadata["model_group"]``), else the ``model`` argument. Two
+deployments of one Router group therefore share entries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from litellm.caching.caching import Cache, CacheMode
+
+from ._core import CacheCore
+from ._embedder import Embedder
+from ._errors import ConfigurationError
+from ._litellm_convert import (
+    TEXT_CALL_TYPES,
+    CallRequest,
+    entry_ref,
+    failure_detail,
+    served_response,
+    stored_response,
+    to_request,
+)
+from ._settings import CacheSettings
+
+__all__ = ["SemCache"]
+
+logger = logging.getLogger("semcache_plugins")
+
+
+class SemCache(Cache):
+    """A semantic cache for ``litellm.completion`` / ``acompletion`` / ``Router``.
+
+    Set it as ``litellm.cache``. Scope rules are the core's: system prompt, model, output-changing
+    parameters and prior turns must match exactly; only the last user turn is compared by
+    meaning. Per-request ``cache={...}`` controls: ``no-cache``, ``no-store``, ``ttl``,
+    ``s-maxage`` and ``namespace``. Redis or embedding failures are logged (one warning until the
+    cache works again) and the call goes to the provider.
+    """
+
+    def __init__(
+        self,
+        *,
+        redis_url: str | None = None,
+        similarity_threshold: float | None = None,
+        ttl: int | None = None,
+        namespace: str | None = None,
+        embedding_model: str | None = None,
+        model_path: str | Path | None = None,
+        guards: bool | None = None,
+        index_prefix: str | None = None,
+        settings: CacheSettings | None = None,
+        core: CacheCore | None = None,
+        embedder: Embedder | None = None,
+        mode: CacheMode | str = CacheMode.default_on,
+        supported_call_types: Sequence[str] | None = TEXT_CALL_TYPES,
+        semantic_tool_calls: bool = False,
+        **options: Any,
+    ) -> None:
+        unsupported = set(supported_call_types or ()) - set(TEXT_CALL_TYPES)
+        if unsupported:
+            raise ConfigurationError(
+                f"SemCache caches chat and text completions only, not {sorted(unsupported)}"
+            )
+        overrides = {
+            "redis_url": redis_url,
+            "similarity_threshold": similarity_threshold,
+            "ttl": ttl,
+            "namespace": namespace,
+            "embedding_model": embedding_model,
+            "model_path": model_path,
+            "guards": guards,
+            "index_prefix": index_prefix,
+            **options,
+        }
+        given = {key: value for key, value in overrides.items() if value is not None}
+        if core is not None and (given or settings is not None or embedder is not None):
+            raise ConfigurationError("pass either core= or the cache settings, not both")
+        call_types: Any = None if supported_call_types is None else list(supported_call_types)
+        super().__init__(
+            mode=CacheMode(mode),
+            supported_call_types=call_types,
+            max_messages=None,  # the scope keeps prior turns exact: long chats are safe to cache
+        )
+        self._owns_core = core is None
+        self.core: CacheCore = core or CacheCore(settings=settings, embedder=embedder, **given)
+        self.semantic_tool_calls = semantic_tool_calls
+        self._degraded = False
+
+    def __repr__(self) -> str:
+        return f"SemCache({self.core!r}, semantic_tool_calls={self.semantic_tool_calls})"
+
+    # -- shared pieces ------------------------------------------------------------------------
+
+    def _request(self, kwargs: dict[str, Any], op: str) -> CallRequest | None:
+        """The core's view of this call, or None when it bypasses the cache."""
+        if self.should_use_cache(**kwargs) is not True:  # type: ignore[no-untyped-call]
+            return None
+        request = to_request(kwargs, model=self._get_model_param_value(kwargs))
+        if request is None or request.controls.get("no-store" if op == "store" else "no-cache"):
+            return None
+        if op == "lookup" and request.text and request.stream:
+            return None  # LiteLLM cannot replay a cached text completion as a stream
+        return request
+
+    def _lookup_args(self, kwargs: dict[str, Any]) -> tuple[CallRequest, dict[str, Any]] | None:
+        request = self._request(kwargs, "lookup")
+        if request is None:
+            return None
+        return request, {
+            **request.core_args(),
+            "max_age": request.max_age,
+            "semantic_tool_calls": self.semantic_tool_calls,
+        }
+
+    def _store_args(self, result: Any, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        request = self._request(kwargs, "store")
+        stored = None if request is None else stored_response(result, text=request.text)
+        if request is None or stored is None:
+            return None
+        response, exact_only = stored
+        return {
+            **request.core_args(),
+            "response": response,
+            "ttl": request.ttl,
+            "exact_only": exact_only,
+        }
+
+    def _ref(self, kwargs: dict[str, Any]) -> str:
+        """The request's exact-tier entry id (a hash), or "unkeyed"; never raises."""
+        try:
+            request = to_request(kwargs, model=self._get_model_param_value(kwargs))
+            return (
+                "unkeyed" if request is None else entry_ref(request, self.core.settings.namespace)
+            )
+        except Exception:
+            return "unkeyed"
+
+    def _failed(self, op: str, kwargs: dict[str, Any], exc: Exception) -> None:
+        """Log a cache failure without prompt text: one warning until the cache works again."""
+        level = logging.DEBUG if self._degraded else logging.WARNING
+        self._degraded = True
+        logger.log(
+            level,
+            "semcache: LiteLLM cache %s skipped for entry %s, calling the provider: %s",
+            op,
+            self._ref(kwargs),
+            failure_detail(exc),
+        )
+
+    def _worked(self) -> None:
+        if self._degraded:
+            self._degraded = False
+            logger.info("semcache: LiteLLM cache works again")
+
+    # -- litellm.Cache --------------------------------------------------------------------------
+
+    def get_cache_key(self, **kwargs: Any) -> str:
+        """``semcache:<entry id>``; LiteLLM logs it as the request's ``cache_key``."""
+        return f"semcache:{self._ref(kwargs)}"
+
+    def get_cache(self, dynamic_cache_object: Any = None, **kwargs: Any) -> Any:
+        """Look the request up (sync ``completion``); a hit is a response dict, else None."""
+        try:
+            prepared = self._lookup_args(kwargs)
+            if prepared is None:
+                return None
+            request, lookup = prepared
+            response = served_response(self.core.lookup(**lookup), text=request.text)
+        except Exception as exc:
+            self._failed("lookup", kwargs, exc)
+            return None
+        self._worked()
+        return response
+
+    async def async_get_cache(self, dynamic_cache_object: Any = None, **kwargs: Any) -> Any:
+        """Async :meth:`get_cache` (``acompletion``, ``Router.acompletion``)."""
+        try:
+            prepared = self._lookup_args(kwargs)
+            if prepared is None:
+                return None
+            request, lookup = prepared
+            response = served_response(await self.core.alookup(**lookup), text=request.text)
+        except Exception as exc:
+            self._failed("lookup", kwargs, exc)
+            return None
+        self._worked()
+        return response
+
+    def add_cache(self, result: Any, **kwargs: Any) -> None:
+        """Store a response (a ``ModelResponse``, an assembled stream, or its JSON)."""
+        try:
+            store = self._store_args(result, kwargs)
+            if store is not None:
+                self.core.store(**store)
+        except Exception as exc:
+            self._failed("store", kwargs, exc)
+        else:
+            self._worked()
+
+    async def async_add_cache(
+        self, result: Any, dynamic_cache_object: Any = None, **kwargs: Any
+    ) -> None:
+        """Async :meth:`add_cache`."""
+        try:
+            store = self._store_args(result, kwargs)
+            if store is not None:
+                await self.core.astore(**store)
+        except Exception as exc:
+            self._failed("store", kwargs, exc)
+        else:
+            self._worked()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, object]:
+        """The core's counters (hits per tier, misses, stores, latency percentiles, ...)."""
+        return self.core.stats()
+
+    def close(self) -> None:
+        """Close the core's connections if this cache created the core."""
+        if self._owns_core:
+            self.core.close()
+
+    async def disconnect(self) -> None:
+        """Close sync and async connections if this cache created the core (LiteLLM's name)."""
+        if self._owns_core:
+            await self.core.aclose()

@@ -1,0 +1,77 @@
+"""Shared fixtures: one Redis with Search per session, a unique key/index prefix per test."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from semcache_plugins import Embedder
+from semcache_plugins.embedded import EmbeddedRedis, resolve_redis_url
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``$SEMCACHE_REDIS_URL`` or ``$REDIS_URL`` if set, else one embedded server per session."""
+    url = resolve_redis_url()
+    if url is not None:
+        yield url
+        return
+    data_dir: Path = tmp_path_factory.mktemp("redis")
+    with EmbeddedRedis(data_dir=data_dir) as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client (bytes replies) on ``redis_url``."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def index_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A unique prefix; indexes named and keys starting with it are dropped after the test."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    yield prefix
+    drop_prefixed(redis_client, prefix)
+
+
+def drop_prefixed(client: redis.Redis, prefix: str) -> None:
+    """Drop every index whose name starts with ``prefix`` (with its docs), then its keys."""
+    for raw in client.execute_command("FT._LIST"):
+        name = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if name.startswith(prefix):
+            client.ft(name).dropindex(delete_documents=True)
+    pattern = re.sub(r"([\\*?\[\]])", r"\\\1", prefix) + "*"
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            client.delete(*batch)
+            batch.clear()
+    if batch:
+        client.delete(*batch)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The default embedder (all-MiniLM-L6-v2 ONNX), loaded once per session."""
+    model = Embedder()
+    model.load()
+    return model
+
+
+@pytest.fixture(scope="session")
+def int8_embedder() -> Embedder:
+    """The int8-quantized default embedder: a different fingerprint, so a different index."""
+    model = Embedder(quantize=True)
+    model.load()
+    return model

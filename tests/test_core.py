@@ -1,0 +1,217 @@
+"""CacheCore against the real Redis with Search and the real ONNX model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from semcache_plugins import CacheCore, CacheHit, CacheSettings, Embedder
+
+SYSTEM = {"role": "system", "content": "You are a helpful support agent."}
+PARAMS = {"temperature": 0, "max_tokens": 200}
+
+
+def ask(text: str, system: dict[str, str] | None = SYSTEM) -> list[dict[str, str]]:
+    return [*([system] if system else []), {"role": "user", "content": text}]
+
+
+@pytest.fixture
+def core(redis_url: str, index_prefix: str, embedder: Embedder) -> Iterator[CacheCore]:
+    with CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder) as c:
+        yield c
+
+
+def test_paraphrase_hits_unrelated_misses(core: CacheCore) -> None:
+    core.store(
+        ask("How do I reset my password?"),
+        {"answer": "Use the reset link."},
+        model="gpt-4o-mini",
+        params=PARAMS,
+    )
+    hit = core.lookup(
+        ask("I forgot my password, how can I reset it?"), model="gpt-4o-mini", params=PARAMS
+    )
+    assert isinstance(hit, CacheHit)
+    assert hit.tier == "semantic"
+    assert hit.response == {"answer": "Use the reset link."}
+    assert hit.matched_prompt == "How do I reset my password?"
+    assert core.settings.similarity_threshold <= hit.similarity < 1.0
+    assert (
+        core.lookup(ask("What are your opening hours?"), model="gpt-4o-mini", params=PARAMS) is None
+    )
+
+
+def test_exact_repeat_is_served_without_embedding(core: CacheCore) -> None:
+    core.store(ask("What is the capital of France?"), "Paris", model="m", params=PARAMS)
+    embeddings_before = core.stats()["embeddings"]
+    core._vectors = type(core._vectors)()  # forget memoized vectors: prove no embedding runs
+    hit = core.lookup(ask("What is the  capital of France? "), model="m", params=PARAMS)
+    assert hit is not None and hit.tier == "exact" and hit.similarity == 1.0
+    assert hit.response == "Paris"
+    assert core.stats()["embeddings"] == embeddings_before
+
+
+def test_scope_changes_miss_and_equivalent_params_hit(core: CacheCore) -> None:
+    core.store(ask("How do I reset my password?"), "A", model="m", params=PARAMS)
+    q = "How do I reset my password?"
+    misses = [
+        core.lookup(ask(q, {"role": "system", "content": "You are a pirate."}), "m", PARAMS),
+        core.lookup(ask(q), "other-model", PARAMS),
+        core.lookup(ask(q), "m", {**PARAMS, "temperature": 0.9}),
+        core.lookup(
+            ask(q), "m", {**PARAMS, "tools": [{"type": "function", "function": {"name": "f"}}]}
+        ),
+        core.lookup(
+            [
+                SYSTEM,
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": q},
+            ],
+            "m",
+            PARAMS,
+        ),
+    ]
+    assert misses == [None] * 5
+    reordered = {"max_tokens": 200, "temperature": 0, "stream": True, "user": "u-1"}
+    hit = core.lookup(ask(q), "m", reordered)
+    assert hit is not None and hit.response == "A"
+
+
+def test_guards_refuse_changed_numbers_and_negations(core: CacheCore) -> None:
+    core.store(ask("What is the status of order 48213?"), "shipped", model="m", params=PARAMS)
+    core.store(ask("Cancel my subscription"), "cancelled", model="m", params=PARAMS)
+    assert core.lookup(ask("What is the status of order 48231?"), "m", PARAMS) is None
+    assert core.lookup(ask("Do not cancel my subscription"), "m", PARAMS) is None
+    assert core.stats()["guard_rejections"] == 2
+    with CacheCore(
+        redis_url=core.settings.redis_url,
+        index_prefix=core.settings.index_prefix,
+        embedder=core.embedder,
+        guards=False,
+    ) as unguarded:  # cosine alone is fooled
+        hit = unguarded.lookup(ask("What is the status of order 48231?"), "m", PARAMS)
+        assert hit is not None and hit.response == "shipped"
+
+
+def test_invalidate_system_prompt_only_removes_its_entries(core: CacheCore) -> None:
+    other = {"role": "system", "content": "You answer in French."}
+    core.store(ask("How do I reset my password?"), "A", model="m", params=PARAMS)
+    core.store(ask("How do I reset my password?", other), "B", model="m", params=PARAMS)
+    core.store(ask("What are your opening hours?"), "C", model="m", params=PARAMS)
+    assert core.invalidate(system_prompt=SYSTEM["content"]) == 2
+    assert core.lookup(ask("How do I reset my password?"), "m", PARAMS) is None
+    hit = core.lookup(ask("How do I reset my password?", other), "m", PARAMS)
+    assert hit is not None and hit.response == "B"
+    core.store(ask("q1"), "x", model="gone-model", params=PARAMS)
+    assert core.invalidate(model="gone-model") == 1
+    assert core.clear() == 1
+
+
+def test_new_embedding_model_never_reads_old_entries(
+    redis_url: str, index_prefix: str, embedder: Embedder, int8_embedder: Embedder
+) -> None:
+    with CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder) as old:
+        old.store(ask("How do I reset my password?"), "old", model="m", params=PARAMS)
+        assert old.lookup(ask("How do I reset my password?"), "m", PARAMS) is not None
+    with CacheCore(
+        redis_url=redis_url, index_prefix=index_prefix, embedder=int8_embedder, quantize=True
+    ) as new:
+        assert new.layout.name != old.layout.name
+        assert new.lookup(ask("How do I reset my password?"), "m", PARAMS) is None
+        assert new.lookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS) is None
+
+
+def test_ttl_expiry_and_per_call_override(
+    redis_url: str, index_prefix: str, embedder: Embedder, redis_client: Any
+) -> None:
+    with CacheCore(
+        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, ttl=100
+    ) as core:
+        entry = core.store(ask("short lived"), "v", model="m", params=PARAMS, ttl=1)
+        kept = core.store(ask("long lived"), "v", model="m", params=PARAMS)
+        assert entry and kept
+        assert 0 < redis_client.ttl(core.layout.key(kept)) <= 100
+        assert core.lookup(ask("short lived"), "m", PARAMS) is not None
+        time.sleep(1.6)
+        assert core.lookup(ask("short lived"), "m", PARAMS) is None
+        assert core.lookup(ask("long lived"), "m", PARAMS) is not None
+
+
+def test_max_age_rejects_older_entries(core: CacheCore) -> None:
+    core.store(ask("How do I reset my password?"), "A", model="m", params=PARAMS)
+    time.sleep(1.1)
+    assert core.lookup(ask("How do I reset my password?"), "m", PARAMS, max_age=1) is None
+    assert (
+        core.lookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS, max_age=1) is None
+    )
+    assert core.lookup(ask("How do I reset my password?"), "m", PARAMS, max_age=60) is not None
+
+
+def test_too_long_text_is_skipped_not_truncated(core: CacheCore) -> None:
+    long_text = "please " * 400
+    assert core.store(ask(long_text), "x", model="m", params=PARAMS) is None
+    assert core.lookup(ask(long_text), "m", PARAMS) is None
+    assert core.stats()["skipped_too_long"] >= 1
+
+
+def test_corrupt_record_is_a_miss(core: CacheCore, redis_client: Any) -> None:
+    entry = core.store(ask("What is Redis?"), "db", model="m", params=PARAMS)
+    assert entry
+    redis_client.hset(core.layout.key(entry), "payload", "{broken")
+    assert core.lookup(ask("What is Redis?"), "m", PARAMS) is None
+    assert core.lookup(ask("What is Redis exactly?"), "m", PARAMS) is None
+
+
+def test_stats_match_what_happened(core: CacheCore) -> None:
+    core.store(ask("How do I reset my password?"), "A", model="m", params=PARAMS)
+    core.lookup(ask("How do I reset my password?"), "m", PARAMS)
+    core.lookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS)
+    core.lookup(ask("Where is your head office?"), "m", PARAMS)
+    core.lookup(ask("   "), "m", PARAMS)
+    stats = core.stats()
+    assert (
+        stats["lookups"],
+        stats["hits_exact"],
+        stats["hits_semantic"],
+        stats["misses"],
+        stats["stores"],
+        stats["skipped"],
+    ) == (3, 1, 1, 1, 1, 1)
+    assert float(stats["latency_p50_ms"]) > 0  # type: ignore[arg-type]
+
+
+def test_settings_object_and_env(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
+    monkeypatch.setenv("SEMCACHE_SIMILARITY_THRESHOLD", "0.91")
+    monkeypatch.setenv("SEMCACHE_NAMESPACE", "tenant-a")
+    core = CacheCore(redis_url=redis_url)
+    assert core.settings.similarity_threshold == 0.91
+    assert core.settings.namespace == "tenant-a"
+    explicit = CacheCore(settings=CacheSettings(redis_url=redis_url, namespace="n2"), ttl=5)
+    assert explicit.settings.namespace == "n2" and explicit.settings.ttl == 5
+
+
+async def test_async_twins_and_64_concurrent_calls(core: CacheCore) -> None:
+    questions = [f"What is the status of order number {n}?" for n in range(32)]
+    await asyncio.gather(
+        *(
+            core.astore(ask(q), {"order": i}, model="m", params=PARAMS)
+            for i, q in enumerate(questions)
+        )
+    )
+    hits = await asyncio.gather(
+        *(core.alookup(ask(q), "m", PARAMS) for q in questions),
+        *(core.alookup(ask(q), "m", PARAMS) for q in questions),
+    )
+    assert all(h is not None for h in hits)
+    assert [h.response for h in hits[:32]] == [{"order": i} for i in range(32)]  # type: ignore[union-attr]
+    paraphrase = await core.alookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS)
+    assert paraphrase is None
+    await core.astore(ask("How do I reset my password?"), "A", model="m", params=PARAMS)
+    hit = await core.alookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS)
+    assert hit is not None and hit.tier == "semantic"
+    assert await core.aclear() == 33

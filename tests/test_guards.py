@@ -1,0 +1,145 @@
+"""Unit tests of the precision guards (hand-written examples, not taken from any data set)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from semcache_plugins._guards import (
+    DEFAULT_SIMILARITY_THRESHOLD,
+    GuardVerdict,
+    check_guards,
+    diff_spans,
+)
+
+
+def verdict(a: str, b: str, embed: object = None) -> GuardVerdict:
+    return check_guards(a, b, 0.95, embed=embed)  # type: ignore[arg-type]
+
+
+class FakeEmbed:
+    """Deterministic stand-in: spans listed in ``same`` embed to one vector, others orthogonal."""
+
+    def __init__(self, same: Sequence[set[str]] = ()) -> None:
+        self.same = list(same)
+        self.calls: list[list[str]] = []
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for row, text in enumerate(texts):
+            group = next((i for i, g in enumerate(self.same) if text.lower() in g), None)
+            slot = group if group is not None else 32 + hash(text.lower()) % 32
+            out[row, slot] = 1.0
+        return out
+
+
+def test_default_threshold_is_a_cosine() -> None:
+    assert 0.7 <= DEFAULT_SIMILARITY_THRESHOLD < 1.0
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("How do I renew my passport?", "how do i renew my passport"),
+        ("How do I renew my passport?", "HOW DO I RENEW MY PASSPORT??"),
+        ("How do I renew my passport?", "Hey there, how do I renew my passport? Thanks a lot"),
+        ("How do I renew my passport?", "um so how do i renew my passport please"),
+        ("Can I park my bike outside the library?", "Outside the library, can I park my bike?"),
+        ("How do I renew my passport?", "How do I renew my pasport?"),
+        ("Where can I recycle old batteries?", "Where can I recylce old batteries?"),
+        ("What are the library opening hours?", "What're the library opening hours?"),
+        ("Why doesn't the printer work?", "Why won't the printer work?"),
+        ("How do I book a table for 4 people?", "How can I book a table for four people?"),
+        ("Show the weather for tomorrow", "Show tomorrow's weather"),
+        ("Which trains go to Leeds?", "Which trains go to leeds"),
+    ],
+)
+def test_harmless_differences_are_allowed(a: str, b: str) -> None:
+    result = verdict(a, b)
+    assert result.allowed, result
+    assert result.reason in ("ok", "identical")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "reason"),
+    [
+        ("Convert 5 km to miles", "Convert 6 km to miles", "number_mismatch"),
+        ("Is bus 12 late?", "Is bus 21 late?", "number_mismatch"),
+        ("Book a room for two nights", "Book a room for three nights", "number_mismatch"),
+        ("What is 3.5 times 2?", "What is 3.25 times 2?", "number_mismatch"),
+        ("Ring me at 8:30", "Ring me at 8:45", "number_mismatch"),
+        ("Should I water the lawn?", "Should I not water the lawn?", "negation_mismatch"),
+        ("Can I pay by cheque?", "Can't I pay by cheque?", "negation_mismatch"),
+        ("Can I travel with a cold?", "Can I travel without a cold?", "negation_mismatch"),
+        ("How do I show hidden files?", "How do I hide hidden files?", "antonym"),
+        ("Is the museum cheap?", "Is the museum expensive?", "antonym"),
+        ("Is this mushroom edible?", "Is this mushroom inedible?", "antonym"),
+        ("How do I encrypt a disk?", "How do I decrypt a disk?", "antonym"),
+        ("How do I log in?", "How do I log out?", "antonym"),
+        ("What is the weather today?", "What is the weather tomorrow?", "time_mismatch"),
+        ("Is the gym open on Monday?", "Is the gym open on Thursday?", "time_mismatch"),
+        ("Wake me at 6 am", "Wake me at 6 pm", "time_mismatch"),
+        ("How heavy is 3 kg in pounds?", "How heavy is 3 kg in ounces?", "unit_mismatch"),
+        ("Do all plans include support?", "Do some plans include support?", "quantifier_mismatch"),
+        ("How do I read a file in Rust?", "How do I read a file in Kotlin?", "tech_mismatch"),
+        ("How do I read a file in Rust?", "How do I read a file in Go?", "entity_mismatch"),
+        ("Export the report as csv", "Export the report as json", "tech_mismatch"),
+        ("How tall is Ben Nevis?", "How tall is Mont Blanc?", "entity_mismatch"),
+        ("Send the invoice to Priya", "Send the invoice to Tomasz", "entity_mismatch"),
+        ("Fly from Berlin to Rome", "Fly from Rome to Berlin", "order_swap"),
+    ],
+)
+def test_rules_fire(a: str, b: str, reason: str) -> None:
+    result = verdict(a, b)
+    assert result == GuardVerdict(False, reason)
+    assert verdict(b, a).reason == reason
+
+
+def test_one_as_pronoun_is_not_a_number() -> None:
+    assert verdict("Which one is cheaper, tea or coffee?", "Which is cheaper, tea or coffee?").allowed
+
+
+def test_double_negation_keeps_polarity() -> None:
+    assert verdict("Why won't the tap stop dripping?", "Why does the tap keep dripping?").allowed
+
+
+def test_false_prefix_is_no_antonym() -> None:
+    assert verdict("What does the cover include?", "What did you discover?").reason != "antonym"
+
+
+def test_synonym_entities_are_allowed() -> None:
+    assert verdict("Visa rules for the UK", "Visa rules for Britain").allowed
+
+
+def test_diff_spans_folds_case_plurals_and_fillers_are_kept() -> None:
+    only_a, only_b = diff_spans("Hi, where are the Keys?", "where is the key")
+    assert only_a == ["hi", "are"]
+    assert only_b == ["is"]
+    assert diff_spans("Track parcel 381", "track parcel 318") == (["#381"], ["#318"])
+
+
+def test_diff_spans_tolerates_typos() -> None:
+    assert diff_spans("How do I unblock my acount?", "How do I unblock my account?") == ([], [])
+
+
+def test_no_embed_call_when_identical_or_decided() -> None:
+    embed = FakeEmbed()
+    assert verdict("Where is my parcel?", "where is my parcel", embed).allowed
+    assert verdict("Turn the heating on", "Turn the heating off", embed).reason == "antonym"
+    assert verdict("Hello, where is my parcel?", "where is my parcel", embed).allowed
+    assert embed.calls == []
+
+
+def test_embedder_judges_substituted_words() -> None:
+    embed = FakeEmbed(same=[{"sofa", "couch"}])
+    assert verdict("How do I clean a sofa?", "How do I clean a couch?", embed).allowed
+    rejected = verdict("How do I clean a sofa?", "How do I clean a carpet?", embed)
+    assert rejected == GuardVerdict(False, "content_mismatch")
+    assert len(embed.calls) == 2
+
+
+def test_embedder_not_needed_without_embed() -> None:
+    assert verdict("How do I clean a sofa?", "How do I clean a carpet?").allowed
