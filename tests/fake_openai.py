@@ -50,8 +50,11 @@ def _tool_call(body: dict[str, Any]) -> dict[str, Any]:
 def _usage(body: dict[str, Any], content: str) -> dict[str, int]:
     prompt = sum(len(_text(m.get("content")).split()) for m in body.get("messages", []))
     completion = max(1, len(content.split()))
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -87,17 +90,25 @@ class _Handler(BaseHTTPRequestHandler):
         ident = f"chatcmpl-fake-{number}"
         last_role = (body.get("messages") or [{}])[-1].get("role")
         tool_calls = [_tool_call(body)] if body.get("tools") and last_role != "tool" else None
-        content = None if tool_calls else answer_for(
-            body.get("messages", []), model, body.get("temperature"))
+        content = (
+            None
+            if tool_calls
+            else answer_for(body.get("messages", []), model, body.get("temperature"))
+        )
         usage = _usage(body, content or json.dumps(tool_calls))
         finish = "tool_calls" if tool_calls else "stop"
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": content}
             if tool_calls:
                 message["tool_calls"] = tool_calls
-            response = {"id": ident, "object": "chat.completion", "created": created,
-                        "model": model, "usage": usage,
-                        "choices": [{"index": 0, "message": message, "finish_reason": finish}]}
+            response = {
+                "id": ident,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "usage": usage,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            }
             self._send(200, "application/json", json.dumps(response).encode())
             return
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
@@ -111,8 +122,17 @@ class _Handler(BaseHTTPRequestHandler):
         if (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({"choices": [], "usage": usage})
         frames = [
-            "data: " + json.dumps({"id": ident, "object": "chat.completion.chunk",
-                                   "created": created, "model": model, **chunk}) + "\n\n"
+            "data: "
+            + json.dumps(
+                {
+                    "id": ident,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    **chunk,
+                }
+            )
+            + "\n\n"
             for chunk in chunks
         ]
         self._send(200, "text/event-stream", ("".join(frames) + "data: [DONE]\n\n").encode())
@@ -123,10 +143,19 @@ class _Handler(BaseHTTPRequestHandler):
         data = []
         for index, item in enumerate(inputs):
             digest = hashlib.sha256(str(item).encode()).digest()
-            data.append({"object": "embedding", "index": index,
-                         "embedding": [b / 255.0 for b in digest[:8]]})
-        response = {"object": "list", "data": data, "model": body.get("model", ""),
-                    "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}}
+            data.append(
+                {
+                    "object": "embedding",
+                    "index": index,
+                    "embedding": [b / 255.0 for b in digest[:8]],
+                }
+            )
+        response = {
+            "object": "list",
+            "data": data,
+            "model": body.get("model", ""),
+            "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)},
+        }
         self._send(200, "application/json", json.dumps(response).encode())
 
 
@@ -167,8 +196,9 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         self._server = _Server(self)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="fake-openai")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name="fake-openai"
+        )
         self._thread.start()
         return self
 

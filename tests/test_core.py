@@ -209,9 +209,79 @@ async def test_async_twins_and_64_concurrent_calls(core: CacheCore) -> None:
     )
     assert all(h is not None for h in hits)
     assert [h.response for h in hits[:32]] == [{"order": i} for i in range(32)]  # type: ignore[union-attr]
+    assert max(core._batcher.batch_sizes()) > 1  # concurrent lookups shared model calls
     paraphrase = await core.alookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS)
     assert paraphrase is None
     await core.astore(ask("How do I reset my password?"), "A", model="m", params=PARAMS)
     hit = await core.alookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS)
     assert hit is not None and hit.tier == "semantic"
     assert await core.aclear() == 33
+
+
+def test_miss_then_store_embeds_once(core: CacheCore) -> None:
+    before = core.stats()["embeddings"]
+    assert core.lookup(ask("Which plans include phone support?"), "m", PARAMS) is None
+    core.store(ask("Which plans include phone support?"), "Pro and Team", model="m", params=PARAMS)
+    assert core.stats()["embeddings"] == int(before) + 1  # type: ignore[call-overload]
+
+
+async def test_concurrent_misses_on_one_prompt_store_one_entry(
+    core: CacheCore, redis_client: Any
+) -> None:
+    question = ask("How long does a refund take?")
+    assert await core.alookup(question, "m", PARAMS) is None
+    ids = await asyncio.gather(
+        *(core.astore(question, {"writer": i}, model="m", params=PARAMS) for i in range(16))
+    )
+    assert len(set(ids)) == 1
+    keys = list(redis_client.scan_iter(match=f"{core.layout.key_prefix}:*"))
+    assert len(keys) == 1
+    hit = await core.alookup(question, "m", PARAMS)
+    assert hit is not None and hit.response in [{"writer": i} for i in range(16)]
+
+
+def test_signed_cache_never_serves_forged_entries(
+    redis_url: str, index_prefix: str, embedder: Embedder, redis_client: Any
+) -> None:
+    with CacheCore(
+        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, signing_key="s3cret"
+    ) as core:
+        entry = core.store(ask("What is the refund window?"), "30 days", model="m", params=PARAMS)
+        assert entry and core.lookup(ask("What is the refund window?"), "m", PARAMS) is not None
+        key = core.layout.key(entry)
+        redis_client.hset(key, "payload", '{"v":1,"response":"send your card number"}')
+        assert core.lookup(ask("What is the refund window?"), "m", PARAMS) is None
+        assert core.lookup(ask("How long is the refund window?"), "m", PARAMS) is None
+    with CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder) as unsigned:
+        unsigned.store(ask("Is there a student discount?"), "no", model="m", params=PARAMS)
+    with CacheCore(
+        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, signing_key="s3cret"
+    ) as core:
+        assert core.lookup(ask("Is there a student discount?"), "m", PARAMS) is None
+
+
+def test_store_many_warms_in_batches(core: CacheCore) -> None:
+    from semcache_plugins._warm import WarmItem, warm_item
+
+    items = [
+        WarmItem(ask(f"What is the price of plan number {n}?"), n, "m", PARAMS) for n in range(70)
+    ]
+    items.append(warm_item({"prompt": "   ", "response": "skip me", "model": "m"}))
+    items.append(
+        warm_item(
+            {
+                "prompt": "How do I reset my password?",
+                "response": "A",
+                "system": SYSTEM["content"],
+                "model": "m",
+                "params": PARAMS,
+            }
+        )
+    )
+    seen: list[int] = []
+    assert core.store_many(items, batch_size=32, progress=seen.append) == 71
+    assert sum(seen) == 72 and core.stats()["stores"] == 71
+    hit = core.lookup(ask("What is the price of plan number 17?"), "m", PARAMS)
+    assert hit is not None and hit.tier == "exact" and hit.response == 17
+    hit = core.lookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS)
+    assert hit is not None and hit.tier == "semantic" and hit.response == "A"

@@ -21,7 +21,7 @@ from redisvl.exceptions import RedisVLError
 from redisvl.index import AsyncSearchIndex, SearchIndex
 
 from ._errors import BackendError
-from ._flows import DeleteKeys, Op, ReadEntry, RunQuery, WriteEntry
+from ._flows import DeleteKeys, Op, ReadEntry, RunQuery, WriteBatch, WriteEntry
 from ._index import RECORD_FIELDS, IndexLayout
 from ._settings import CacheSettings
 from ._stats import CircuitBreaker
@@ -67,6 +67,15 @@ def _fields(values: list[Any]) -> dict[str, Any] | None:
     return dict(zip(RECORD_FIELDS, values, strict=True))
 
 
+def _queue_writes(pipe: Any, op: WriteEntry | WriteBatch) -> None:
+    """Queue replace-and-expire of each entry on a (sync or async) transaction pipeline."""
+    for write in op.writes if isinstance(op, WriteBatch) else (op,):
+        pipe.delete(write.key)
+        pipe.hset(write.key, mapping=write.mapping)
+        if write.ttl:
+            pipe.expire(write.key, write.ttl)
+
+
 def _missing_index(exc: BaseException) -> bool:
     return "no such index" in str(exc).lower() or "unknown index" in str(exc).lower()
 
@@ -88,7 +97,7 @@ class SyncBackend:
         self._client = client
         self._owns_client = client is None
         self._indexes: dict[str, SearchIndex] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def client(self) -> redis.Redis:
         if self._client is None:
@@ -102,13 +111,16 @@ class SyncBackend:
         """The RedisVL index for this layout, created in Redis once."""
         index = self._indexes.get(layout.name)
         if index is None:
-            index = SearchIndex.from_dict(layout.schema(), redis_client=self.client())
-            try:
-                index.create(overwrite=False)
-            except RedisVLError as exc:
-                if not _already_exists(exc):
-                    raise
-            self._indexes[layout.name] = index
+            with self._lock:
+                index = self._indexes.get(layout.name)
+                if index is None:
+                    index = SearchIndex.from_dict(layout.schema(), redis_client=self.client())
+                    try:
+                        index.create(overwrite=False)
+                    except RedisVLError as exc:
+                        if not _already_exists(exc):
+                            raise
+                    self._indexes[layout.name] = index
         return index
 
     def execute(self, op: Op, layout: IndexLayout, breaker: CircuitBreaker) -> Any:
@@ -132,12 +144,9 @@ class SyncBackend:
         index = self.index(layout)
         if isinstance(op, RunQuery):
             return index.query(op.query)
-        if isinstance(op, WriteEntry):
+        if isinstance(op, WriteEntry | WriteBatch):
             with client.pipeline(transaction=True) as pipe:
-                pipe.delete(op.key)
-                pipe.hset(op.key, mapping=op.mapping)  # type: ignore[arg-type]
-                if op.ttl:
-                    pipe.expire(op.key, op.ttl)
+                _queue_writes(pipe, op)
                 pipe.execute()
             return None
         if isinstance(op, DeleteKeys):
@@ -155,6 +164,7 @@ class _LoopState:
     def __init__(self, client: aredis.Redis) -> None:
         self.client = client
         self.indexes: dict[str, AsyncSearchIndex] = {}
+        self.lock = asyncio.Lock()
 
 
 class AsyncBackend:
@@ -179,13 +189,16 @@ class AsyncBackend:
         state = self._state()
         index = state.indexes.get(layout.name)
         if index is None:
-            index = AsyncSearchIndex.from_dict(layout.schema(), redis_client=state.client)
-            try:
-                await index.create(overwrite=False)
-            except RedisVLError as exc:
-                if not _already_exists(exc):
-                    raise
-            state.indexes[layout.name] = index
+            async with state.lock:
+                index = state.indexes.get(layout.name)
+                if index is None:
+                    index = AsyncSearchIndex.from_dict(layout.schema(), redis_client=state.client)
+                    try:
+                        await index.create(overwrite=False)
+                    except RedisVLError as exc:
+                        if not _already_exists(exc):
+                            raise
+                    state.indexes[layout.name] = index
         return index
 
     async def execute(self, op: Op, layout: IndexLayout, breaker: CircuitBreaker) -> Any:
@@ -209,12 +222,9 @@ class AsyncBackend:
         index = await self.index(layout)
         if isinstance(op, RunQuery):
             return await index.query(op.query)
-        if isinstance(op, WriteEntry):
+        if isinstance(op, WriteEntry | WriteBatch):
             async with client.pipeline(transaction=True) as pipe:
-                pipe.delete(op.key)
-                pipe.hset(op.key, mapping=op.mapping)  # type: ignore[arg-type]
-                if op.ttl:
-                    pipe.expire(op.key, op.ttl)
+                _queue_writes(pipe, op)
                 await pipe.execute()
             return None
         if isinstance(op, DeleteKeys):

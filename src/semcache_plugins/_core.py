@@ -6,12 +6,13 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Self
 
 import numpy as np
 
 from ._backend import AsyncBackend, SyncBackend
+from ._batcher import EmbedBatcher
 from ._embedder import Embedder
 from ._errors import BackendError, SemcacheError
 from ._flows import (
@@ -31,6 +32,7 @@ from ._settings import CacheSettings
 from ._stats import CacheStats, CircuitBreaker
 from ._types import CacheHit
 from ._vectors import VectorMemo
+from ._warm import WarmItem, store_many
 
 __all__ = ["CacheCore"]
 
@@ -59,6 +61,7 @@ class CacheCore:
         self._stats = CacheStats()
         self._breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
         self._vectors = VectorMemo()
+        self._batcher = EmbedBatcher(self._embed_texts)
         self._config: FlowConfig | None = None
         self._config_lock = threading.Lock()
         self._sync = SyncBackend(settings, client=redis_client)
@@ -105,20 +108,24 @@ class CacheCore:
 
     # -- pure-ish op handlers shared by both drivers -------------------------------------
 
-    def _embed_query(self, text: str) -> np.ndarray | None:
-        """Embed one query (memoized); None when it is longer than the model reads."""
-        memo = self._vectors.get(text)
-        if memo is not None:
-            return memo
-        if len(text) > 64 * self.embedder.max_tokens or (
-            self.embedder.count_tokens([text])[0] > self.embedder.max_tokens
-        ):
-            self._stats.skip("too_long")
-            return None
-        self._stats.count("embeddings")
-        vector: np.ndarray = self.embedder.embed([text])[0]
-        self._vectors.put(text, vector)
-        return vector
+    def _embed_texts(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """Embed texts in one model call (memoized); None for a text longer than the model reads."""
+        limit = self.embedder.max_tokens
+        result: list[np.ndarray | None] = [self._vectors.get(text) for text in texts]
+        todo = [i for i, vector in enumerate(result) if vector is None]
+        counts = self.embedder.count_tokens([texts[i][: 64 * limit] for i in todo])
+        fits = []
+        for i, count in zip(todo, counts, strict=True):
+            if count > limit or len(texts[i]) > 64 * limit:
+                self._stats.skip("too_long")
+            else:
+                fits.append(i)
+        if fits:
+            self._stats.count("embeddings", len(fits))
+            for i, vector in zip(fits, self.embedder.embed([texts[i] for i in fits]), strict=True):
+                self._vectors.put(texts[i], vector)
+                result[i] = vector
+        return result
 
     def _guard(self, op: GuardCheck) -> bool:
         verdict = check_guards(op.query, op.cached, op.similarity, embed=self.embedder.embed)
@@ -146,7 +153,7 @@ class CacheCore:
             op = next(flow)
             while True:
                 if isinstance(op, EmbedQuery):
-                    result: Any = self._embed_query(op.text)
+                    result: Any = self._embed_texts([op.text])[0]
                 elif isinstance(op, GuardCheck):
                     result = self._guard(op)
                 else:
@@ -165,11 +172,7 @@ class CacheCore:
             while True:
                 if isinstance(op, EmbedQuery):
                     memo = self._vectors.get(op.text)
-                    result: Any = (
-                        memo
-                        if memo is not None
-                        else await asyncio.to_thread(self._embed_query, op.text)
-                    )
+                    result: Any = memo if memo is not None else await self._batcher.embed(op.text)
                 elif isinstance(op, GuardCheck):
                     result = await asyncio.to_thread(self._guard, op)
                 else:
@@ -286,6 +289,16 @@ class CacheCore:
         entry_id: str | None = await self._arun(flow)
         self._stats.count("stores" if entry_id else "skipped")
         return entry_id
+
+    def store_many(
+        self,
+        items: Iterable[WarmItem],
+        *,
+        batch_size: int = 64,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Pre-load many entries with batched embeddings; returns how many were written."""
+        return store_many(self, items, batch_size=batch_size, progress=progress)
 
     def _invalidation(
         self, system_prompt: str | Sequence[str] | None, model: str | None, namespace: str | None

@@ -31,9 +31,11 @@ __all__ = [
     "Op",
     "ReadEntry",
     "RunQuery",
+    "WriteBatch",
     "WriteEntry",
     "invalidate_flow",
     "lookup_flow",
+    "single_op",
     "store_flow",
 ]
 
@@ -80,13 +82,20 @@ class WriteEntry:
 
 
 @dataclass(frozen=True)
+class WriteBatch:
+    """Several writes in one round trip (bulk warming)."""
+
+    writes: tuple[WriteEntry, ...]
+
+
+@dataclass(frozen=True)
 class DeleteKeys:
     """Delete keys; result: how many existed."""
 
     keys: tuple[str, ...]
 
 
-Op = ReadEntry | EmbedQuery | RunQuery | GuardCheck | WriteEntry | DeleteKeys
+Op = ReadEntry | EmbedQuery | RunQuery | GuardCheck | WriteEntry | WriteBatch | DeleteKeys
 Flow = Generator[Op, Any, Any]
 
 
@@ -242,3 +251,8 @@ def invalidate_flow(
         if not keys:
             return removed
         removed += int((yield DeleteKeys(keys)))
+
+
+def single_op(op: Op) -> Generator[Op, Any, Any]:
+    """A flow of one operation (for bulk writes issued outside the other flows)."""
+    return (yield op)

@@ -1,18 +1,25 @@
-"""General English word lists used by the precision guards (no data-set specific entries)."""
+"""General English word lists for the precision guards (no entries taken from any data set)."""
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "ANTONYM_PAIRS",
-    "IRREGULAR_FORMS",
     "CONTRACTIONS",
+    "DIRECTIONAL",
     "FALSE_PREFIX_WORDS",
+    "FILLERS",
+    "GREETINGS",
     "IGNORABLE",
+    "IS_CONTRACTED",
+    "IRREGULAR_FORMS",
     "NEGATORS",
     "NUMBER_WORDS",
     "ORDINAL_WORDS",
     "PREFIX_PAIRS",
     "QUANTIFIER_GROUPS",
+    "SCOPE_SKIP",
     "SYNONYM_GROUPS",
     "TECH_TERMS",
     "TEMPORAL_GROUPS",
@@ -24,120 +31,143 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-#: Contraction endings, expanded before comparison ("don't" -> "do not").
-CONTRACTIONS: dict[str, str] = {
-    "won't": "will not", "can't": "can not", "cannot": "can not", "shan't": "shall not",
-    "ain't": "is not", "n't": " not", "'re": " are", "'ve": " have", "'ll": " will",
-    "'d": " would", "'m": " am",
-}
+def _groups(text: str) -> dict[str, frozenset[str]]:
+    """``canonical: member member ...; ...`` (or one group a line) -> {canonical: members}."""
+    pairs = (group.partition(":") for group in re.split(r"[;\n]", text) if group.strip())
+    return {name.strip(): _words(members) for name, _, members in pairs}
+
+
+def _mapping(text: str) -> dict[str, str]:
+    """``key=value, key=value`` -> dict."""
+    pairs = (item.partition("=") for item in text.split(","))
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    """``a/b c/d`` -> ((a, b), (c, d)); an empty side is written ``-``."""
+    halves = (item.split("/") for item in text.split())
+    return tuple((x.strip("-"), y.strip("-")) for x, y in halves)
+
+
+#: Whole words and endings expanded before comparison ("don't" -> "do not").
+CONTRACTIONS = _mapping(
+    "won't=will not, can't=can not, cannot=can not, shan't=shall not, ain't=is not, n't=not, "
+    "'re=are, 've=have, 'll=will, 'd=would, 'm=am, cant=can not, dont=do not, doesnt=does not, "
+    "didnt=did not, isnt=is not, arent=are not, wasnt=was not, werent=were not, "
+    "havent=have not, hasnt=has not, hadnt=had not, couldnt=could not, wouldnt=would not, "
+    "shouldnt=should not, wont=will not, whats=what is, im=i am, ive=i have, youre=you are, "
+    "theyre=they are"
+)
 
 #: Words whose presence flips the polarity of a request.
 NEGATORS = _words(
-    "not no never none nothing nobody nowhere neither nor without non avoid prevent "
+    "not no never none nothing nobody nowhere neither nor without non unable avoid prevent "
     "stop quit cease refrain lack lacking except excluding"
 )
 
-#: Function words, fillers, politeness and question scaffolding: differences here never matter.
+#: Function words, fillers, politeness and question scaffolding: not content on their own.
+#: (Negators, quantifiers, temporal words, units and antonyms are checked separately.)
 IGNORABLE = _words(
-    "a an the this that these those it its it's is are was were be been being am do does did "
+    "a an the this that these those it its is are was were be been being am do does did "
     "done doing have has had having will would shall should can could may might must "
     "i me my mine myself we us our ours you your yours he him his she her they them their "
     "what which who whom whose how why when where whether if then than so such there here "
     "of for to in on at by with from into onto about as up out over "
     "and or but also just only really very quite please pls plz thanks thank thx cheers "
     "hi hello hey hiya good dear sorry excuse ok okay alright "
-    "um uh er erm hmm ah oh well so anyway basically actually literally "
+    "um uh er erm hmm ah oh well anyway basically actually literally like "
     "question quick silly wondering wonder curious help tell know let need want wanted "
     "way ways go going get getting got possible able any anything something someone "
     "many much advance appreciate appreciated kindly mate guys folks again ever still yet "
     "yes yeah yep"
 )
-# Words that look like fillers but carry meaning in a diff are kept out of IGNORABLE on purpose:
-# negators, quantifiers, temporal words, units and antonym members are checked separately.
 
-#: Cardinal number words (values).
-NUMBER_WORDS: dict[str, int] = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
-    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
-    "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
-    "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000,
-    "million": 1_000_000, "billion": 1_000_000_000, "dozen": 12, "couple": 2, "twice": 2,
-    "half": 0.5, "quarter": 0.25, "double": 2, "triple": 3,
-}  # type: ignore[dict-item]
+#: Greetings, politeness and hesitation: dropped before aligning two texts.
+FILLERS = _words(
+    "hi hello hey hiya dear sorry excuse ok okay alright um uh er erm hmm ah oh well so anyway "
+    "basically actually literally please pls plz thanks thank thx cheers quick question silly "
+    "just wondering curious kindly advance appreciate appreciated mate guys folks yes yeah yep"
+)
 
-ORDINAL_WORDS: dict[str, int] = {
-    "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
-    "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "twentieth": 20,
+#: Words skipped when looking for the word a negator governs ("not *my* card").
+SCOPE_SKIP = _words(
+    "a an the my your our their his her its this that i you we they he she it be is are was "
+    "were do does did any to so even really ever yet still just also always"
+)
+
+#: Words whose "'s" means "is" ("what's"), not a possessive ("Mary's").
+IS_CONTRACTED = _words("it that what who where when how there here he she")
+
+#: Prepositions that give a direction: "from A to B" differs from "from B to A".
+DIRECTIONAL = _words("to from into than vs versus")
+
+#: Greetings that look like times of day ("Morning! ...").
+GREETINGS = _words("morning afternoon evening")
+
+#: Cardinal number words ("one" is kept as a word: it is often a pronoun).
+NUMBER_WORDS = {
+    word: float(value)
+    for word, value in _mapping(
+        "zero=0, one=1, two=2, three=3, four=4, five=5, six=6, seven=7, eight=8, nine=9, ten=10, "
+        "eleven=11, twelve=12, thirteen=13, fourteen=14, fifteen=15, sixteen=16, seventeen=17, "
+        "eighteen=18, nineteen=19, twenty=20, thirty=30, forty=40, fifty=50, sixty=60, "
+        "seventy=70, eighty=80, ninety=90, hundred=100, thousand=1000, million=1000000, "
+        "billion=1000000000, dozen=12, couple=2, twice=2, half=0.5, quarter=0.25, double=2, "
+        "triple=3"
+    ).items()
 }
 
-#: Canonical form -> members. Two texts naming different groups' members conflict.
-TEMPORAL_GROUPS: dict[str, frozenset[str]] = {
-    "today": _words("today tonight"),
-    "tomorrow": _words("tomorrow"),
-    "yesterday": _words("yesterday"),
-    "am": _words("a.m. morning mornings"),
-    "pm": _words("pm p.m. afternoon afternoons evening evenings tonight"),
-    "night": _words("night nights overnight midnight"),
-    "noon": _words("noon midday lunchtime"),
-    "weekday": _words("weekday weekdays"),
-    "weekend": _words("weekend weekends"),
-    "monday": _words("monday mondays mon"),
-    "tuesday": _words("tuesday tuesdays tue tues"),
-    "wednesday": _words("wednesday wednesdays wed"),
-    "thursday": _words("thursday thursdays thu thurs"),
-    "friday": _words("friday fridays fri"),
-    "saturday": _words("saturday saturdays sat"),
-    "sunday": _words("sunday sundays sun"),
-    "january": _words("january jan"), "february": _words("february feb"),
-    "march": _words("march mar"), "april": _words("april apr"), "may": _words("may"),
-    "june": _words("june jun"), "july": _words("july jul"), "august": _words("august aug"),
-    "september": _words("september sept sep"), "october": _words("october oct"),
-    "november": _words("november nov"), "december": _words("december dec"),
-    "spring": _words("spring"), "summer": _words("summer summertime"),
-    "autumn": _words("autumn fall"), "winter": _words("winter wintertime"),
-    "hourly": _words("hourly"), "daily": _words("daily everyday"),
-    "weekly": _words("weekly"), "monthly": _words("monthly"),
-    "yearly": _words("yearly annual annually"), "quarterly": _words("quarterly"),
+#: Ordinals ("first" and "second" are left out: "first time", "a second").
+ORDINAL_WORDS = {
+    word: int(value)
+    for word, value in _mapping(
+        "third=3, fourth=4, fifth=5, sixth=6, seventh=7, eighth=8, ninth=9, tenth=10, "
+        "eleventh=11, twelfth=12, twentieth=20"
+    ).items()
 }
 
-#: Quantifier groups; different groups on the two sides conflict.
-QUANTIFIER_GROUPS: dict[str, frozenset[str]] = {
-    "all": _words("all every each entire whole always"),
-    "some": _words("some several few partial sometimes"),
-    "none": _words("none nothing nobody"),
-    "most": _words("most majority mostly"),
-    "both": _words("both"),
-    "either": _words("either"),
-}
+#: Times of day, days, months, seasons, frequencies; different groups on the two sides conflict.
+TEMPORAL_GROUPS = _groups(
+    "today: today tonight; tomorrow: tomorrow; yesterday: yesterday; "
+    "am: a.m. morning mornings; pm: pm p.m. afternoon afternoons evening evenings tonight; "
+    "night: night nights overnight midnight; noon: noon midday lunchtime; "
+    "weekday: weekday weekdays; weekend: weekend weekends; monday: monday mondays mon; "
+    "tuesday: tuesday tuesdays tue tues; wednesday: wednesday wednesdays; "
+    "thursday: thursday thursdays thu thurs; friday: friday fridays fri; "
+    "saturday: saturday saturdays; sunday: sunday sundays; january: january jan; "
+    "february: february feb; march: march; april: april apr; may: may; june: june jun; "
+    "july: july jul; august: august aug; september: september sept sep; october: october oct; "
+    "november: november nov; december: december dec; spring: spring; "
+    "summer: summer summertime; autumn: autumn fall; winter: winter wintertime; "
+    "hourly: hourly; daily: daily everyday; weekly: weekly; monthly: monthly; "
+    "yearly: yearly annual annually; quarterly: quarterly"
+)
 
-#: Units of measure, currency and data size: canonical -> spellings.
-UNIT_GROUPS: dict[str, frozenset[str]] = {
-    "km": _words("km kms kilometer kilometers kilometre kilometres"),
-    "mile": _words("mi mile miles mph"), "m": _words("meter meters metre metres"),
-    "cm": _words("cm centimeter centimeters centimetre centimetres"),
-    "mm": _words("mm millimeter millimeters millimetre millimetres"),
-    "inch": _words("in. inch inches"), "foot": _words("ft foot feet"),
-    "yard": _words("yd yard yards"), "kg": _words("kg kgs kilo kilos kilogram kilograms"),
-    "g": _words("gram grams gramme grammes"), "lb": _words("lb lbs pound-weight"),
-    "oz": _words("oz ounce ounces"), "stone": _words("stone stones"),
-    "l": _words("litre litres liter liters"), "ml": _words("ml millilitre millilitres"),
-    "gallon": _words("gallon gallons"), "pint": _words("pint pints"),
-    "celsius": _words("celsius centigrade"), "fahrenheit": _words("fahrenheit"),
-    "kelvin": _words("kelvin"), "kb": _words("kb kilobyte kilobytes"),
-    "mb": _words("mb megabyte megabytes"), "gb": _words("gb gigabyte gigabytes gig gigs"),
-    "tb": _words("tb terabyte terabytes"), "mbps": _words("mbps"),
-    "kwh": _words("kwh kw kilowatt"), "calorie": _words("kcal calorie calories"),
-    "usd": _words("$ usd dollar dollars"), "gbp": _words("£ gbp pound pounds quid sterling"),
-    "eur": _words("€ eur euro euros"), "jpy": _words("¥ yen jpy"),
-    "percent": _words("% percent percentage"),
-    "second": _words("sec secs second seconds"), "minute": _words("min mins minute minutes"),
-    "hour": _words("hr hrs hour hours"), "day": _words("day days"),
-    "week": _words("wk wks week weeks"), "month": _words("month months"),
-    "year": _words("yr yrs year years"),
-}
+#: Quantifiers; different groups on the two sides conflict.
+QUANTIFIER_GROUPS = _groups(
+    "all: all every each entire whole always; some: some several few partial sometimes; "
+    "none: none nothing nobody; most: most majority mostly; both: both; either: either"
+)
 
-#: Well-known programming languages, file formats, operating systems and platforms.
+#: Units of measure, currencies and data sizes.
+UNIT_GROUPS = _groups(
+    "km: km kms kilometer kilometers kilometre kilometres; mile: mi mile miles mph; "
+    "m: meter meters metre metres; cm: cm centimeter centimeters centimetre centimetres; "
+    "mm: mm millimeter millimeters millimetre millimetres; inch: inch inches; "
+    "foot: ft foot feet; yard: yd yard yards; kg: kg kgs kilo kilos kilogram kilograms; "
+    "g: gram grams gramme grammes; lb: lb lbs; oz: oz ounce ounces; stone: stone stones; "
+    "l: litre litres liter liters; ml: ml millilitre millilitres milliliter milliliters; "
+    "gallon: gallon gallons; pint: pint pints; celsius: celsius centigrade; "
+    "fahrenheit: fahrenheit; kelvin: kelvin; kb: kb kilobyte kilobytes; "
+    "mb: mb megabyte megabytes; gb: gb gigabyte gigabytes gig gigs; tb: tb terabyte terabytes; "
+    "mbps: mbps; kwh: kwh kw kilowatt; calorie: kcal calorie calories; "
+    "usd: $ usd dollar dollars; gbp: £ gbp pound pounds quid sterling; eur: € eur euro euros; "
+    "jpy: ¥ yen jpy; percent: % percent percentage; second: sec secs second seconds; "
+    "minute: min mins minute minutes; hour: hr hrs hour hours; day: day days; "
+    "week: wk wks week weeks; month: month months; year: yr yrs year years"
+)
+
+#: Well-known programming languages, file formats, operating systems, platforms and tools.
 TECH_TERMS = _words(
     "python java javascript typescript js ts rust golang c c++ c# csharp cpp ruby php swift "
     "kotlin scala perl haskell lua dart elixir erlang clojure matlab fortran cobol julia bash "
@@ -150,62 +180,55 @@ TECH_TERMS = _words(
     "aws azure gcp heroku vercel github gitlab bitbucket git svn npm pip conda maven gradle"
 )
 
-#: Common antonym pairs (both directions are checked); general vocabulary only.
-ANTONYM_PAIRS: tuple[tuple[str, str], ...] = tuple(
-    tuple(pair.split("/")) for pair in (  # type: ignore[misc]
-        "open/close open/closed opened/closed opening/closing add/remove added/removed "
-        "adding/removing enable/disable enabled/disabled accept/decline accept/reject "
-        "accepted/declined accepted/rejected allow/ban allow/forbid allow/prohibit "
-        "allowed/banned allowed/forbidden allowed/prohibited permitted/prohibited "
-        "include/exclude included/excluded including/excluding hot/cold warm/cold "
-        "pass/fail passed/failed success/failure succeed/fail successful/failed "
-        "lock/unlock locked/unlocked in/out on/off up/down start/stop start/end "
-        "begin/end beginning/end buy/sell bought/sold buying/selling increase/decrease "
-        "increase/reduce raise/lower more/less more/fewer most/least best/worst better/worse "
-        "before/after early/late earlier/later earliest/latest first/last min/max "
-        "minimum/maximum high/low higher/lower highest/lowest fast/slow faster/slower "
-        "fastest/slowest import/export upload/download send/receive sent/received "
-        "incoming/outgoing inbound/outbound push/pull win/lose won/lost winner/loser "
-        "gain/loss profit/loss credit/debit deposit/withdraw deposit/withdrawal "
-        "borrow/lend lender/borrower safe/dangerous true/false right/wrong correct/incorrect "
-        "same/different men/women man/woman male/female boy/girl boys/girls he/she him/her "
-        "his/her husband/wife father/mother dad/mum dad/mom son/daughter brother/sister "
-        "private/public old/new young/old big/small large/small long/short tall/short "
-        "cheap/expensive cheapest/dearest free/paid light/dark top/bottom left/right "
-        "north/south east/west inside/outside internal/external input/output "
-        "positive/negative arrive/depart arrival/departure arrivals/departures entry/exit "
-        "entrance/exit mandatory/optional required/optional legal/illegal "
-        "benefit/risk benefits/risks advantage/disadvantage "
-        "advantages/disadvantages pros/cons strength/weakness strengths/weaknesses "
-        "join/leave joining/leaving connect/disconnect subscribe/unsubscribe "
-        "install/uninstall show/hide visible/hidden asleep/awake rise/fall wet/dry "
-        "heavy/light thick/thin wide/narrow full/empty rich/poor happy/sad love/hate "
-        "like/dislike agree/disagree approve/reject approved/rejected approved/declined "
-        "valid/invalid active/inactive online/offline wired/wireless manual/automatic "
-        "hard/soft hard/easy easy/difficult simple/complex above/below over/under "
-        "maximum/least inner/outer upper/lower front/back forward/backward forwards/backwards "
-        "import/exports encrypt/decrypt encryption/decryption mount/unmount "
-        "arrive/leave came/went come/go domestic/international local/international "
-        "local/foreign national/international "
-        "parent/child employer/employee buyer/seller "
-        "sender/recipient payer/payee host/guest teacher/student doctor/patient "
-        "question/answer cause/effect cause/cure pros/cons upstairs/downstairs "
-        "uphill/downhill day/night sunrise/sunset summer/winter inbox/outbox "
-        "sweet/sour raw/cooked fresh/frozen odd/even plus/minus add/subtract "
-        "multiply/divide sum/difference union/intersection ascending/descending "
-        "singular/plural past/future past/present present/future always/never "
-        "often/rarely everything/nothing everyone/nobody somebody/nobody next/last next/previous "
-        "last/this next/this"
-    ).split()
+#: Common antonym pairs (checked both ways); general vocabulary only.
+ANTONYM_PAIRS = _pairs(
+    "open/close open/closed opened/closed opening/closing add/remove added/removed "
+    "adding/removing enable/disable enabled/disabled accept/decline accept/reject "
+    "accepted/declined accepted/rejected allow/ban allow/forbid allow/prohibit "
+    "allowed/banned allowed/forbidden allowed/prohibited permitted/prohibited "
+    "include/exclude included/excluded including/excluding hot/cold warm/cold "
+    "pass/fail passed/failed success/failure succeed/fail successful/failed "
+    "lock/unlock locked/unlocked in/out on/off up/down start/stop start/end "
+    "begin/end beginning/end buy/sell bought/sold buying/selling increase/decrease "
+    "increase/reduce raise/lower more/less more/fewer most/least best/worst better/worse "
+    "before/after early/late earlier/later earliest/latest first/last min/max "
+    "minimum/maximum high/low higher/lower highest/lowest fast/slow faster/slower "
+    "fastest/slowest import/export upload/download send/receive sent/received "
+    "incoming/outgoing inbound/outbound push/pull win/lose won/lost winner/loser "
+    "gain/loss profit/loss credit/debit deposit/withdraw deposit/withdrawal "
+    "borrow/lend lender/borrower safe/dangerous true/false right/wrong correct/incorrect "
+    "same/different men/women man/woman male/female boy/girl boys/girls he/she him/her "
+    "his/her husband/wife father/mother dad/mum dad/mom son/daughter brother/sister "
+    "private/public old/new young/old big/small large/small long/short tall/short "
+    "cheap/expensive cheapest/dearest free/paid light/dark top/bottom left/right "
+    "north/south east/west inside/outside internal/external input/output "
+    "positive/negative arrive/depart arrival/departure arrivals/departures entry/exit "
+    "entrance/exit mandatory/optional required/optional legal/illegal "
+    "benefit/risk benefits/risks advantage/disadvantage advantages/disadvantages "
+    "pros/cons strength/weakness strengths/weaknesses join/leave joining/leaving "
+    "connect/disconnect subscribe/unsubscribe install/uninstall show/hide visible/hidden "
+    "asleep/awake rise/fall wet/dry heavy/light thick/thin wide/narrow full/empty rich/poor "
+    "happy/sad love/hate like/dislike agree/disagree approve/reject approved/rejected "
+    "approved/declined valid/invalid active/inactive online/offline wired/wireless "
+    "manual/automatic hard/soft hard/easy easy/difficult simple/complex above/below "
+    "over/under inner/outer upper/lower front/back forward/backward forwards/backwards "
+    "encrypt/decrypt encryption/decryption mount/unmount arrive/leave came/went come/go "
+    "domestic/international local/international local/foreign national/international "
+    "parent/child employer/employee buyer/seller sender/recipient payer/payee host/guest "
+    "teacher/student doctor/patient question/answer cause/effect cause/cure "
+    "upstairs/downstairs uphill/downhill day/night sunrise/sunset summer/winter "
+    "inbox/outbox sweet/sour raw/cooked fresh/frozen odd/even plus/minus add/subtract "
+    "multiply/divide sum/difference union/intersection ascending/descending "
+    "singular/plural past/future past/present present/future always/never often/rarely "
+    "everything/nothing everyone/nobody somebody/nobody next/last next/previous last/this "
+    "next/this"
 )
 
-#: Prefix pairs that turn a word into its opposite (checked on a shared stem).
-PREFIX_PAIRS: tuple[tuple[str, str], ...] = (
-    ("", "un"), ("", "non"), ("", "dis"), ("", "in"), ("", "im"), ("", "il"), ("", "ir"),
-    ("", "de"), ("", "anti"), ("", "mis"), ("en", "dis"), ("en", "de"), ("in", "ex"),
-    ("im", "ex"), ("in", "de"), ("inc", "dec"), ("up", "down"), ("over", "under"),
-    ("pre", "post"), ("inter", "intra"), ("sub", "super"), ("pro", "anti"), ("pro", "con"),
-    ("max", "min"), ("in", "out"), ("on", "off"),
+#: Prefix pairs that turn a word into its opposite on a shared stem (``-`` = no prefix).
+PREFIX_PAIRS = _pairs(
+    "-/un -/non -/dis -/in -/im -/il -/ir -/de -/anti -/mis en/dis en/de in/ex im/ex in/de "
+    "inc/dec up/down over/under pre/post inter/intra sub/super pro/anti pro/con max/min "
+    "in/out on/off"
 )
 
 #: Words that merely look like prefix + stem ("discover" is not "not cover").
@@ -221,31 +244,29 @@ FALSE_PREFIX_WORDS = _words(
     "mission mist misty illustrate illness ironic irish iron"
 )
 
-#: Small set of general synonym groups the embedder is known to score low.
-SYNONYM_GROUPS: tuple[frozenset[str], ...] = (
-    _words("uk britain british gb england-and-wales united-kingdom"),
+#: Names of the same thing that the embedder scores low (multi-word names joined by "-").
+SYNONYM_GROUPS = (
+    _words("uk britain british gb great-britain united-kingdom"),
     _words("us usa america american united-states"),
-    _words("tv television telly"), _words("phone mobile cellphone smartphone cell"),
+    _words("tv television telly"),
+    _words("phone mobile cellphone smartphone cell"),
     _words("email e-mail mail"),
-    _words("baby babies infant infants"),
 )
 
 #: Irregular verb forms -> base form, so "sent" and "send" match.
-IRREGULAR_FORMS: dict[str, str] = {
+IRREGULAR_FORMS = {
     form: base
-    for base, forms in (
-        ("be", "was were been being am is are"), ("have", "has had"), ("do", "did done does"),
-        ("get", "got gotten"), ("send", "sent"), ("pay", "paid"), ("buy", "bought"),
-        ("sell", "sold"), ("lose", "lost"), ("win", "won"), ("find", "found"),
-        ("give", "gave given"), ("take", "took taken"), ("make", "made"), ("go", "went gone"),
-        ("come", "came"), ("see", "saw seen"), ("say", "said"), ("tell", "told"),
-        ("think", "thought"), ("bring", "brought"), ("keep", "kept"),
-        ("hold", "held"), ("spend", "spent"), ("lend", "lent"), ("write", "wrote written"),
-        ("break", "broke broken"), ("choose", "chose chosen"), ("forget", "forgot forgotten"),
-        ("steal", "stole stolen"), ("freeze", "froze frozen"), ("withdraw", "withdrew withdrawn"),
-        ("run", "ran"), ("begin", "began begun"), ("know", "knew known"), ("feel", "felt"),
-        ("hear", "heard"), ("mean", "meant"), ("meet", "met"), ("understand", "understood"), ("drive", "drove driven"),
-        ("fly", "flew flown"), ("eat", "ate eaten"), ("drink", "drank drunk"),
-    )
-    for form in forms.split()
+    for base, forms in _groups(
+        "be: was were been being am is are; have: has had; do: did done does; get: got gotten; "
+        "send: sent; pay: paid; buy: bought; sell: sold; lose: lost; win: won; find: found; "
+        "give: gave given; take: took taken; make: made; go: went gone; come: came; see: saw seen; "
+        "say: said; tell: told; think: thought; bring: brought; keep: kept; hold: held; "
+        "spend: spent; lend: lent; write: wrote written; break: broke broken; "
+        "choose: chose chosen; forget: forgot forgotten; steal: stole stolen; "
+        "freeze: froze frozen; withdraw: withdrew withdrawn; run: ran; begin: began begun; "
+        "know: knew known; feel: felt; hear: heard; mean: meant; meet: met; "
+        "understand: understood; drive: drove driven; fly: flew flown; eat: ate eaten; "
+        "drink: drank drunk"
+    ).items()
+    for form in forms
 }

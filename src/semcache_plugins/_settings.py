@@ -39,8 +39,8 @@ class CacheSettings(BaseSettings):
     cache_dir: Path = Field(default_factory=cache_dir)
     guards: bool = True
     max_response_bytes: int = Field(default=1_000_000, gt=0)
-    lookup_timeout: float = Field(default=0.5, gt=0, description="Seconds a lookup may take.")
-    socket_timeout: float = Field(default=0.25, gt=0)
+    lookup_timeout: float = Field(default=1.0, gt=0, description="Seconds a lookup may take.")
+    socket_timeout: float = Field(default=0.5, gt=0, description="Redis connect/read timeout.")
     breaker_failures: int = Field(default=3, ge=1)
     breaker_cooldown: float = Field(default=5.0, ge=0)
     signing_key: str | None = Field(default=None, repr=False)

@@ -111,21 +111,19 @@ class SemCache(Cache):
 
     # -- shared pieces ------------------------------------------------------------------------
 
-    def _request(self, kwargs: dict[str, Any], op: str) -> CallRequest | None:
-        """The core's view of this call, or None when it bypasses the cache."""
+    def _request(self, kwargs: dict[str, Any]) -> CallRequest | None:
+        """The core's view of this call, or None when it bypasses the cache.
+
+        ``no-cache`` and ``no-store`` never get here: LiteLLM's handler skips the call.
+        """
         if self.should_use_cache(**kwargs) is not True:  # type: ignore[no-untyped-call]
-            return None
-        request = to_request(kwargs, model=self._get_model_param_value(kwargs))
-        if request is None or request.controls.get("no-store" if op == "store" else "no-cache"):
-            return None
-        if op == "lookup" and request.text and request.stream:
-            return None  # LiteLLM cannot replay a cached text completion as a stream
-        return request
+            return None  # mode="default_off" without cache={"use-cache": True}
+        return to_request(kwargs, model=self._get_model_param_value(kwargs))
 
     def _lookup_args(self, kwargs: dict[str, Any]) -> tuple[CallRequest, dict[str, Any]] | None:
-        request = self._request(kwargs, "lookup")
-        if request is None:
-            return None
+        request = self._request(kwargs)
+        if request is None or (request.text and request.stream):
+            return None  # LiteLLM cannot replay a cached text completion as a stream
         return request, {
             **request.core_args(),
             "max_age": request.max_age,
@@ -133,7 +131,7 @@ class SemCache(Cache):
         }
 
     def _store_args(self, result: Any, kwargs: dict[str, Any]) -> dict[str, Any] | None:
-        request = self._request(kwargs, "store")
+        request = self._request(kwargs)
         stored = None if request is None else stored_response(result, text=request.text)
         if request is None or stored is None:
             return None

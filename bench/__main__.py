@@ -1,0 +1,83 @@
+"""``python -m bench``: every benchmark section in one run, printed and written to bench/results.
+
+Uses ``--redis-url`` / ``$SEMCACHE_REDIS_URL`` / ``$REDIS_URL`` if given, else starts the embedded
+Redis. ``--quick`` runs tiny sizes (the CI smoke test); the figures in results/latest.md come from
+a full run on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench import core_latency, guards_eval
+from semcache_plugins.embedded import EmbeddedRedis, resolve_redis_url
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SECTIONS = ("calibration", "latency")
+
+
+@contextlib.contextmanager
+def redis_for(url: str | None) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+class Tee(io.TextIOBase):
+    """Write to the terminal and keep a copy for the results file."""
+
+    def __init__(self, stream: io.TextIOBase | object) -> None:
+        self.stream = stream
+        self.copy = io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)  # type: ignore[attr-defined]
+        self.copy.write(text)
+        return len(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--redis-url", default=resolve_redis_url())
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--out", type=Path, default=None, help="results file (markdown)")
+    args = parser.parse_args(argv)
+    out_path = args.out or RESULTS / ("quick.md" if args.quick else "latest.md")
+    tee = Tee(sys.stdout)
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(tee):  # type: ignore[type-var]
+        print(f"# semcache-plugins benchmark ({'quick' if args.quick else 'full'} run)\n")
+        print(f"machine: {platform.machine()}, Python {platform.python_version()}, "
+              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+        if "calibration" in args.only:
+            print("## Calibration: hit rate, false-hit rate and precision per dataset\n")
+            print("```")
+            only = ["fow", "banking77"] if args.quick else ["fow", "banking77", "clinc150", "qqp"]
+            guards_eval.main(["--only", *only, *(["--quick"] if args.quick else [])])
+            print("```\n")
+        if "latency" in args.only:
+            sizes = "200,1000" if args.quick else "1000,100000"
+            samples = "30" if args.quick else "300"
+            with redis_for(args.redis_url) as url:
+                print("```")
+                core_latency.main(["--redis-url", url, "--sizes", sizes, "--samples", samples])
+                print("```\n")
+        print(f"_total run time {time.perf_counter() - started:.0f} s_")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(tee.copy.getvalue())
+    print(f"wrote {out_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""Lookup latency of CacheCore by tier (exact hit, semantic hit, miss) at several cache sizes.
+
+Entries are real Quora questions (``../shared/datasets/qqp_gptcache``), all in ONE scope, the worst
+case for the filtered HNSW query. Semantic hits are queried with the paired duplicate question.
+Embeddings are computed once and kept under ``--cache`` so re-runs only pay for Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semcache_plugins import CacheCore, Embedder
+from semcache_plugins._warm import WarmItem
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "qqp_gptcache"
+SYSTEM = {"role": "system", "content": "Answer questions from a Q&A site."}
+PARAMS = {"temperature": 0}
+
+
+def ask(text: str) -> list[dict[str, str]]:
+    return [SYSTEM, {"role": "user", "content": text}]
+
+
+def load_questions(limit: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """Distinct questions to fill the cache, and duplicate pairs (stored, query)."""
+    rows = json.loads((DATA / "similiar_qqp_full.json").read_text())
+    pairs = [(r["text_a"], r["text_b"]) for r in rows if r["label"] == 1][:2000]
+    seen = {a for a, _ in pairs} | {b for _, b in pairs}
+    fill: list[str] = []
+    for row in rows:
+        for text in (row["text_a"], row["text_b"]):
+            if text not in seen:
+                seen.add(text)
+                fill.append(text)
+        if len(fill) >= limit:
+            break
+    return fill[:limit], pairs
+
+
+def cached_vectors(embedder: Embedder, texts: list[str], cache: Path, tag: str) -> np.ndarray:
+    """Embeddings of ``texts``, from ``cache`` if an identical run saved them."""
+    path = cache / f"{tag}-{embedder.fingerprint.digest}-{len(texts)}.npy"
+    if path.exists():
+        return np.load(path)
+    vectors = np.concatenate(
+        [embedder.embed(texts[i : i + 256]) for i in range(0, len(texts), 256)]
+    )
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
+def percentiles(ms: list[float]) -> str:
+    if not ms:
+        return "      -       -     0"
+    return f"{np.percentile(ms, 50):7.2f} {np.percentile(ms, 99):7.2f} {len(ms):5d}"
+
+
+def fill_cache(core: CacheCore, texts: list[str], vectors: np.ndarray) -> float:
+    """Store every text (vectors pre-seeded in the memo); returns seconds taken."""
+    started = time.perf_counter()
+    for start in range(0, len(texts), 512):
+        chunk = texts[start : start + 512]
+        for text, vector in zip(chunk, vectors[start : start + 512], strict=True):
+            core._vectors.put(" ".join(text.split()), vector)
+        core.store_many((WarmItem(ask(t), {"a": i}, "bench-llm", PARAMS) for i, t in
+                         enumerate(chunk, start)), batch_size=512)
+    return time.perf_counter() - started
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = fn()
+    return result, (time.perf_counter() - started) * 1000
+
+
+def run(redis_url: str, sizes: list[int], samples: int, cache: Path, out: Any = print) -> None:
+    embedder = Embedder()
+    embedder.load()
+    fill, pairs = load_questions(max(sizes))
+    fill_vectors = cached_vectors(embedder, fill, cache, "qqp-fill")
+    pairs = pairs[:samples]
+    out("## Lookup latency by tier (ms; one scope; MiniLM fp32 on this machine)\n")
+    out(f"{'entries':>8} {'tier':<14} {'p50':>7} {'p99':>7} {'n':>5}")
+    for size in sizes:
+        core = CacheCore(redis_url=redis_url, index_prefix=f"bench-{uuid.uuid4().hex[:8]}",
+                         embedder=embedder)
+        load_s = fill_cache(core, fill[:size], fill_vectors[:size])
+        core.store_many(WarmItem(ask(a), {"pair": i}, "bench-llm", PARAMS)
+                        for i, (a, _) in enumerate(pairs))
+        core._vectors = type(core._vectors)()  # queries must pay for their own embedding
+        exact = [timed(lambda a=a: core.lookup(ask(a), "bench-llm", PARAMS))[1]
+                 for a, _ in pairs]
+        semantic: list[float] = []
+        miss: list[float] = []
+        for i, (_, b) in enumerate(pairs):
+            hit, ms = timed(lambda b=b: core.lookup(ask(b), "bench-llm", PARAMS))
+            if hit is None:
+                miss.append(ms)
+            elif hit.response == {"pair": i}:
+                semantic.append(ms)
+        out(f"{size:>8} {'exact hit':<14} {percentiles(exact)}")
+        out(f"{size:>8} {'semantic hit':<14} {percentiles(semantic)}")
+        out(f"{size:>8} {'miss':<14} {percentiles(miss)}")
+        out(f"{size:>8} {'(load)':<14} {load_s:7.1f}s for {size} entries")
+        core.invalidate(namespace=core.settings.namespace)
+        core.close()
+    embed_ms = [timed(lambda b=b: embedder.embed([b]))[1] for _, b in pairs[:100]]
+    out(f"\nembedding alone (one query): p50 {np.percentile(embed_ms, 50):.2f} ms, "
+        f"p99 {np.percentile(embed_ms, 99):.2f} ms")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--sizes", default="1000,100000")
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "semcache" / "bench")
+    args = parser.parse_args(argv)
+    run(args.redis_url, [int(s) for s in args.sizes.split(",")], args.samples, args.cache)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Micro-batching of embeddings for concurrent async lookups.
+
+Texts requested during one event-loop tick (and while a batch is running) are embedded together
+in one call on a worker thread: 32 concurrent lookups cost about one batched model call instead
+of 32 serialized ones, and the event loop never runs the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["EmbedBatcher"]
+
+EmbedMany = Callable[[Sequence[str]], list[np.ndarray | None]]
+
+
+@dataclass
+class _LoopQueue:
+    pending: list[tuple[str, asyncio.Future[np.ndarray | None]]] = field(default_factory=list)
+    running: bool = False
+    scheduled: bool = False
+    sizes: list[int] = field(default_factory=list)
+
+
+class EmbedBatcher:
+    """Collects concurrent ``embed`` calls per event loop and runs them as one batch."""
+
+    def __init__(self, embed_many: EmbedMany, max_batch: int = 64) -> None:
+        self._embed_many = embed_many
+        self._max_batch = max_batch
+        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def embed(self, text: str) -> np.ndarray | None:
+        """The vector of ``text`` (None when the embedder refuses it as too long)."""
+        loop = asyncio.get_running_loop()
+        queue = self._queues.setdefault(loop, _LoopQueue())
+        future: asyncio.Future[np.ndarray | None] = loop.create_future()
+        queue.pending.append((text, future))
+        if not queue.running and not queue.scheduled:
+            queue.scheduled = True
+            loop.call_soon(self._flush, loop, queue)
+        return await future
+
+    def batch_sizes(self) -> list[int]:
+        """Sizes of the batches run on the current loop (for benchmarks)."""
+        queue = self._queues.get(asyncio.get_running_loop())
+        return list(queue.sizes) if queue else []
+
+    def _flush(self, loop: asyncio.AbstractEventLoop, queue: _LoopQueue) -> None:
+        queue.scheduled = False
+        batch = [(t, f) for t, f in queue.pending[: self._max_batch] if not f.done()]
+        del queue.pending[: self._max_batch]
+        if not batch:
+            if queue.pending:
+                self._flush(loop, queue)
+            return
+        queue.running = True
+        queue.sizes.append(len(batch))
+        task = loop.create_task(self._run(loop, queue, batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        queue: _LoopQueue,
+        batch: list[tuple[str, asyncio.Future[np.ndarray | None]]],
+    ) -> None:
+        try:
+            vectors = await asyncio.to_thread(self._embed_many, [text for text, _ in batch])
+        except BaseException as exc:  # delivered to every waiter, never lost
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            for (_, future), vector in zip(batch, vectors, strict=True):
+                if not future.done():
+                    future.set_result(vector)
+        finally:
+            queue.running = False
+            if queue.pending:
+                self._flush(loop, queue)
