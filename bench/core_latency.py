@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,11 @@ def fill_cache(core: CacheCore, texts: list[str], vectors: np.ndarray) -> float:
     for start in range(0, len(texts), 512):
         chunk = texts[start : start + 512]
         for text, vector in zip(chunk, vectors[start : start + 512], strict=True):
-            core._vectors.put(" ".join(text.split()), vector)
-        core.store_many((WarmItem(ask(t), {"a": i}, "bench-llm", PARAMS) for i, t in
-                         enumerate(chunk, start)), batch_size=512)
+            core._work.vectors.put(" ".join(text.split()), vector)
+        core.store_many(
+            (WarmItem(ask(t), {"a": i}, "bench-llm", PARAMS) for i, t in enumerate(chunk, start)),
+            batch_size=512,
+        )
     return time.perf_counter() - started
 
 
@@ -91,18 +94,19 @@ def run(redis_url: str, sizes: list[int], samples: int, cache: Path, out: Any = 
     out("## Lookup latency by tier (ms; one scope; MiniLM fp32 on this machine)\n")
     out(f"{'entries':>8} {'tier':<14} {'p50':>7} {'p99':>7} {'n':>5}")
     for size in sizes:
-        core = CacheCore(redis_url=redis_url, index_prefix=f"bench-{uuid.uuid4().hex[:8]}",
-                         embedder=embedder)
+        core = CacheCore(
+            redis_url=redis_url, index_prefix=f"bench-{uuid.uuid4().hex[:8]}", embedder=embedder
+        )
         load_s = fill_cache(core, fill[:size], fill_vectors[:size])
-        core.store_many(WarmItem(ask(a), {"pair": i}, "bench-llm", PARAMS)
-                        for i, (a, _) in enumerate(pairs))
-        core._vectors = type(core._vectors)()  # queries must pay for their own embedding
-        exact = [timed(lambda a=a: core.lookup(ask(a), "bench-llm", PARAMS))[1]
-                 for a, _ in pairs]
+        core.store_many(
+            WarmItem(ask(a), {"pair": i}, "bench-llm", PARAMS) for i, (a, _) in enumerate(pairs)
+        )
+        core._work.vectors.clear()  # queries must pay for their own embedding
+        exact = [timed(partial(core.lookup, ask(a), "bench-llm", PARAMS))[1] for a, _ in pairs]
         semantic: list[float] = []
         miss: list[float] = []
         for i, (_, b) in enumerate(pairs):
-            hit, ms = timed(lambda b=b: core.lookup(ask(b), "bench-llm", PARAMS))
+            hit, ms = timed(partial(core.lookup, ask(b), "bench-llm", PARAMS))
             if hit is None:
                 miss.append(ms)
             elif hit.response == {"pair": i}:
@@ -113,9 +117,11 @@ def run(redis_url: str, sizes: list[int], samples: int, cache: Path, out: Any = 
         out(f"{size:>8} {'(load)':<14} {load_s:7.1f}s for {size} entries")
         core.invalidate(namespace=core.settings.namespace)
         core.close()
-    embed_ms = [timed(lambda b=b: embedder.embed([b]))[1] for _, b in pairs[:100]]
-    out(f"\nembedding alone (one query): p50 {np.percentile(embed_ms, 50):.2f} ms, "
-        f"p99 {np.percentile(embed_ms, 99):.2f} ms")
+    embed_ms = [timed(partial(embedder.embed, [b]))[1] for _, b in pairs[:100]]
+    out(
+        f"\nembedding alone (one query): p50 {np.percentile(embed_ms, 50):.2f} ms, "
+        f"p99 {np.percentile(embed_ms, 99):.2f} ms"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

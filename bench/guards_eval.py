@@ -20,6 +20,7 @@ import csv
 import hashlib
 import json
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from semcache_plugins._embedder import Embedder
-from semcache_plugins._guards import DEFAULT_SIMILARITY_THRESHOLD, check_guards
+from semcache_plugins._guards import DEFAULT_SIMILARITY_THRESHOLD, GuardVerdict, check_guards
 
 THRESHOLDS = [round(0.70 + 0.01 * i, 2) for i in range(26)]
 TARGET_PRECISION = 0.95
@@ -58,13 +59,15 @@ class CachedEmbedder:
         tag = self.embedder.fingerprint.digest
         path = self.cache / f"{name}-{tag}-{digest}.npy"
         if path.exists():
-            return np.load(path)
+            return np.asarray(np.load(path), dtype=np.float32)
         started = time.perf_counter()
         vectors = self.embedder.embed(texts)
         self.cache.mkdir(parents=True, exist_ok=True)
         np.save(path, vectors)
-        print(f"  embedded {len(texts)} {name} texts in {time.perf_counter() - started:.0f}s",
-              file=sys.stderr)
+        print(
+            f"  embedded {len(texts)} {name} texts in {time.perf_counter() - started:.0f}s",
+            file=sys.stderr,
+        )
         return vectors
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
@@ -88,26 +91,42 @@ def fow_pairs(data: Path, emb: CachedEmbedder, ambiguous: str) -> list[Lookup]:
     vb = emb.corpus("fow-b", [r["b"] for r in rows])
     sims = np.einsum("ij,ij->i", va, vb)
     return [
-        Lookup(r["a"], r["b"], float(s),
-               bool(r["same_answer"]) or (ambiguous == "same" and bool(r.get("ambiguous"))),
-               _half(r["id"]))
+        Lookup(
+            r["a"],
+            r["b"],
+            float(s),
+            bool(r["same_answer"]) or (ambiguous == "same" and bool(r.get("ambiguous"))),
+            _half(r["id"]),
+        )
         for r, s in zip(rows, sims, strict=True)
     ]
 
 
-def _nearest(emb: CachedEmbedder, name: str, warm: list[tuple[str, str]],
-             stream: list[tuple[str, str]], never: str | None = None) -> list[Lookup]:
+def _nearest(
+    emb: CachedEmbedder,
+    name: str,
+    warm: list[tuple[str, str]],
+    stream: list[tuple[str, str]],
+    never: str | None = None,
+) -> list[Lookup]:
     wv = emb.corpus(f"{name}-warm", [t for t, _ in warm])
     sv = emb.corpus(f"{name}-stream", [t for t, _ in stream])
     out: list[Lookup] = []
     for start in range(0, len(stream), 1024):
-        sims = sv[start:start + 1024] @ wv.T
+        sims = sv[start : start + 1024] @ wv.T
         best = sims.argmax(axis=1)
         for row, j in enumerate(best):
             text, label = stream[start + row]
             cached, cached_label = warm[int(j)]
-            out.append(Lookup(text, cached, float(sims[row, j]),
-                              label == cached_label and label != never, _half(text)))
+            out.append(
+                Lookup(
+                    text,
+                    cached,
+                    float(sims[row, j]),
+                    label == cached_label and label != never,
+                    _half(text),
+                )
+            )
     return out
 
 
@@ -131,20 +150,34 @@ def qqp(data: Path, emb: CachedEmbedder, rows: int = 5000) -> list[Lookup]:
     va = emb.corpus("qqp-a", [p["text_a"] for p in pairs])
     vb = emb.corpus("qqp-b", [p["text_b"] for p in pairs])
     sims = np.einsum("ij,ij->i", va, vb)
-    return [Lookup(p["text_a"], p["text_b"], float(s), p["label"] == 1,
-                   _half(p["text_a"] + "\n" + p["text_b"]))
-            for p, s in zip(pairs, sims, strict=True)]
+    return [
+        Lookup(
+            p["text_a"],
+            p["text_b"],
+            float(s),
+            p["label"] == 1,
+            _half(p["text_a"] + "\n" + p["text_b"]),
+        )
+        for p, s in zip(pairs, sims, strict=True)
+    ]
 
 
-def verdicts(lookups: list[Lookup], embed: Callable[[Sequence[str]], np.ndarray]) -> list[bool]:
-    """Guard verdict per lookup (only computed where some threshold could serve it)."""
-    low = THRESHOLDS[0]
-    return [lk.similarity >= low and check_guards(lk.query, lk.cached, lk.similarity,
-                                                  embed=embed).allowed for lk in lookups]
+def verdicts(
+    lookups: list[Lookup], embed: Callable[[Sequence[str]], np.ndarray]
+) -> list[GuardVerdict]:
+    """Guard verdict per lookup (computed only where some threshold could serve it)."""
+    skipped = GuardVerdict(False, "below_thresholds")
+    return [
+        check_guards(lk.query, lk.cached, lk.similarity, embed=embed)
+        if lk.similarity >= THRESHOLDS[0]
+        else skipped
+        for lk in lookups
+    ]
 
 
-def score(lookups: list[Lookup], allowed: list[bool] | None,
-          threshold: float) -> tuple[float, float, float, int]:
+def score(
+    lookups: list[Lookup], allowed: list[bool] | None, threshold: float
+) -> tuple[float, float, float, int]:
     """(served should-hit %, false-hit %, precision, served)."""
     tp = fp = pos = neg = 0
     for i, lk in enumerate(lookups):
@@ -158,6 +191,7 @@ def score(lookups: list[Lookup], allowed: list[bool] | None,
 
 
 def table(name: str, lookups: list[Lookup], allowed: list[bool], default: float) -> None:
+    """Rows over THRESHOLDS; ``*`` marks precision >= 0.95 with >= 50% of should-hits served."""
     pos = sum(lk.should_hit for lk in lookups)
     print(f"\n## {name}: {len(lookups)} lookups, {pos} should-hit, {len(lookups) - pos} must-not")
     print(" thr  | raw: hit%  false%  prec  | guards: hit%  false%  prec")
@@ -166,8 +200,24 @@ def table(name: str, lookups: list[Lookup], allowed: list[bool], default: float)
         gh, gf, gp, _ = score(lookups, allowed, t)
         mark = " <- default" if abs(t - default) < 1e-9 else ""
         ok = "*" if gp >= TARGET_PRECISION and gh >= 50 else " "
-        print(f" {t:.2f} |     {rh:5.1f}  {rf:5.1f}  {rp:.3f} |       {gh:5.1f}  {gf:5.1f}  "
-              f"{gp:.3f} {ok}{mark}")
+        print(
+            f" {t:.2f} |     {rh:5.1f}  {rf:5.1f}  {rp:.3f} |       {gh:5.1f}  {gf:5.1f}  "
+            f"{gp:.3f} {ok}{mark}"
+        )
+    met = [t for t in THRESHOLDS if score(lookups, allowed, t)[2] >= TARGET_PRECISION
+           and score(lookups, allowed, t)[0] >= 50]  # fmt: skip
+    print(f"  target met (*) at: {', '.join(f'{t:.2f}' for t in met) or 'no threshold'}")
+
+
+def reasons(lookups: list[Lookup], found: list[GuardVerdict], default: float) -> None:
+    """Why the guards blocked lookups that the raw threshold would have served."""
+    blocked: dict[str, list[int]] = {}
+    for lk, verdict in zip(lookups, found, strict=True):
+        if lk.similarity >= default and not verdict.allowed:
+            blocked.setdefault(verdict.reason, [0, 0])[lk.should_hit] += 1
+    rows = sorted(blocked.items(), key=lambda item: -sum(item[1]))
+    print("  blocked at the default (rule: traps / should-hits): "
+          + ", ".join(f"{reason} {n[0]}/{n[1]}" for reason, n in rows))  # fmt: skip
 
 
 def split_summary(name: str, lookups: list[Lookup], allowed: list[bool], default: float) -> None:
@@ -176,15 +226,17 @@ def split_summary(name: str, lookups: list[Lookup], allowed: list[bool], default
         sub, sub_allowed = [lookups[i] for i in idx], [allowed[i] for i in idx]
         rh, rf, rp, _ = score(sub, None, default)
         gh, gf, gp, _ = score(sub, sub_allowed, default)
-        print(f"  {name:<10} {label:<8} n={len(sub):5d} | raw hit {rh:5.1f}% false {rf:5.1f}% "
-              f"prec {rp:.3f} | guards hit {gh:5.1f}% false {gf:5.1f}% prec {gp:.3f}")
+        print(
+            f"  {name:<10} {label:<8} n={len(sub):5d} | raw hit {rh:5.1f}% false {rf:5.1f}% "
+            f"prec {rp:.3f} | guards hit {gh:5.1f}% false {gf:5.1f}% prec {gp:.3f}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     root = Path(__file__).resolve().parents[2]
     parser.add_argument("--data", type=Path, default=root / "shared" / "datasets")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/guards_cache"))
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "guards_cache")
     parser.add_argument("--ambiguous", choices=("different", "same", "skip"), default="different")
     parser.add_argument("--only", nargs="*", default=["fow", "banking77", "clinc150", "qqp"])
     parser.add_argument("--threshold", type=float, default=DEFAULT_SIMILARITY_THRESHOLD)
@@ -200,13 +252,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.only:
         started = time.perf_counter()
         lookups = loaders[name]()
-        allowed = verdicts(lookups, emb)
+        found = verdicts(lookups, emb)
+        allowed = [verdict.allowed for verdict in found]
         took = time.perf_counter() - started
-        table(f"{name} (ambiguous={args.ambiguous})" if name == "fow" else name, lookups,
-              allowed, args.threshold)
+        table(
+            f"{name} (ambiguous={args.ambiguous})" if name == "fow" else name,
+            lookups,
+            allowed,
+            args.threshold,
+        )
+        reasons(lookups, found, args.threshold)
         print(f"  ({took:.1f}s, {emb.calls} guard embed calls so far)")
         summaries.append((name, lookups, allowed))
-    print(f"\n## default threshold {args.threshold:.2f} with guards, design vs held-out halves")
+    print(f"\n## threshold {args.threshold:.2f}: design vs held-out halves (raw | with guards)")
     for name, lookups, allowed in summaries:
         split_summary(name, lookups, allowed, args.threshold)
     return 0

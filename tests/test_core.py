@@ -48,7 +48,7 @@ def test_paraphrase_hits_unrelated_misses(core: CacheCore) -> None:
 def test_exact_repeat_is_served_without_embedding(core: CacheCore) -> None:
     core.store(ask("What is the capital of France?"), "Paris", model="m", params=PARAMS)
     embeddings_before = core.stats()["embeddings"]
-    core._vectors = type(core._vectors)()  # forget memoized vectors: prove no embedding runs
+    core._work.vectors.clear()  # forget memoized vectors: prove no embedding runs
     hit = core.lookup(ask("What is the  capital of France? "), model="m", params=PARAMS)
     assert hit is not None and hit.tier == "exact" and hit.similarity == 1.0
     assert hit.response == "Paris"
@@ -209,7 +209,7 @@ async def test_async_twins_and_64_concurrent_calls(core: CacheCore) -> None:
     )
     assert all(h is not None for h in hits)
     assert [h.response for h in hits[:32]] == [{"order": i} for i in range(32)]  # type: ignore[union-attr]
-    assert max(core._batcher.batch_sizes()) > 1  # concurrent lookups shared model calls
+    assert max(core._work.batcher.batch_sizes()) > 1  # concurrent lookups shared model calls
     paraphrase = await core.alookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS)
     assert paraphrase is None
     await core.astore(ask("How do I reset my password?"), "A", model="m", params=PARAMS)
@@ -285,3 +285,17 @@ def test_store_many_warms_in_batches(core: CacheCore) -> None:
     assert hit is not None and hit.tier == "exact" and hit.response == 17
     hit = core.lookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS)
     assert hit is not None and hit.tier == "semantic" and hit.response == "A"
+
+
+async def test_lookup_deadline_turns_slow_work_into_a_miss(
+    redis_url: str, index_prefix: str, embedder: Embedder
+) -> None:
+    with CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder) as core:
+        core.store(ask("How do I reset my password?"), "A", model="m", params=PARAMS)
+    with CacheCore(
+        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, lookup_timeout=1e-6
+    ) as hurried:
+        hurried.embedder.load()
+        assert hurried.lookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS) is None
+        assert await hurried.alookup(ask("Forgot my password, reset?"), "m", PARAMS) is None
+        assert hurried.stats()["skipped_by_reason"] == {"timeout": 2}

@@ -15,24 +15,29 @@ from semcache_plugins._guards import (
 )
 
 
-def verdict(a: str, b: str, embed: object = None) -> GuardVerdict:
-    return check_guards(a, b, 0.95, embed=embed)  # type: ignore[arg-type]
+def verdict(a: str, b: str, embed: FakeEmbed | None = None, sim: float = 0.9) -> GuardVerdict:
+    return check_guards(a, b, sim, embed=embed)
 
 
 class FakeEmbed:
-    """Deterministic stand-in: spans listed in ``same`` embed to one vector, others orthogonal."""
+    """Bag-of-words unit vectors; words in one ``same`` group share a dimension."""
 
     def __init__(self, same: Sequence[set[str]] = ()) -> None:
         self.same = list(same)
         self.calls: list[list[str]] = []
+        self.slots: dict[str, int] = {}
+
+    def slot(self, word: str) -> int:
+        group = next((min(g) for g in self.same if word in g), word)
+        return self.slots.setdefault(group, len(self.slots))
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         self.calls.append(list(texts))
-        out = np.zeros((len(texts), 64), dtype=np.float32)
+        out = np.zeros((len(texts), 256), dtype=np.float32)
         for row, text in enumerate(texts):
-            group = next((i for i, g in enumerate(self.same) if text.lower() in g), None)
-            slot = group if group is not None else 32 + hash(text.lower()) % 32
-            out[row, slot] = 1.0
+            for word in text.lower().split():
+                out[row, self.slot(word)] += 1.0
+            out[row] /= max(float(np.linalg.norm(out[row])), 1e-9)
         return out
 
 
@@ -98,8 +103,25 @@ def test_rules_fire(a: str, b: str, reason: str) -> None:
     assert verdict(b, a).reason == reason
 
 
+def test_negation_needs_a_shared_negated_word() -> None:
+    assert verdict("My parcel has not arrived, where is it?", "Where is my parcel?").allowed
+    assert verdict("The total was not correct", "The total was incorrect").allowed
+    assert verdict("I cant log in", "I cannot log in").allowed
+    assert verdict("Is it safe to swim here?", "Is it not safe to swim here?").reason == (
+        "negation_mismatch"
+    )
+
+
+def test_number_words_and_one_sided_numbers() -> None:
+    assert verdict("Renew after one year", "Renew after five years").reason == "number_mismatch"
+    assert verdict("Book seats for 2 adults", "Book seats for two adults").allowed
+    assert verdict("Where is order 5521?", "Where is my order?").allowed  # left to the edit check
+
+
 def test_one_as_pronoun_is_not_a_number() -> None:
-    assert verdict("Which one is cheaper, tea or coffee?", "Which is cheaper, tea or coffee?").allowed
+    assert verdict(
+        "Which one is cheaper, tea or coffee?", "Which is cheaper, tea or coffee?"
+    ).allowed
 
 
 def test_double_negation_keeps_polarity() -> None:
@@ -112,12 +134,12 @@ def test_false_prefix_is_no_antonym() -> None:
 
 def test_synonym_entities_are_allowed() -> None:
     assert verdict("Visa rules for the UK", "Visa rules for Britain").allowed
+    assert verdict("Shipping time to the US", "Shipping time to the United States").allowed
 
 
 def test_diff_spans_folds_case_plurals_and_fillers_are_kept() -> None:
-    only_a, only_b = diff_spans("Hi, where are the Keys?", "where is the key")
-    assert only_a == ["hi", "are"]
-    assert only_b == ["is"]
+    assert diff_spans("Hi, where are the Keys?", "where is the key") == (["hi"], [])
+    assert diff_spans("Is the gate open?", "Is the gate closed?") == (["open"], ["closed"])
     assert diff_spans("Track parcel 381", "track parcel 318") == (["#381"], ["#318"])
 
 
@@ -125,21 +147,31 @@ def test_diff_spans_tolerates_typos() -> None:
     assert diff_spans("How do I unblock my acount?", "How do I unblock my account?") == ([], [])
 
 
-def test_no_embed_call_when_identical_or_decided() -> None:
+def test_no_embed_call_when_identical_decided_or_reworded() -> None:
     embed = FakeEmbed()
-    assert verdict("Where is my parcel?", "where is my parcel", embed).allowed
+    assert verdict("Where is my parcel?", "where is my parcel", embed).reason == "identical"
     assert verdict("Turn the heating on", "Turn the heating off", embed).reason == "antonym"
     assert verdict("Hello, where is my parcel?", "where is my parcel", embed).allowed
+    assert verdict("Morning! Where is my parcel?", "Where is my parcel?", embed).allowed
+    reworded = ("How can I get my parcel tracked today?", "Where is the parcel I ordered?")
+    assert verdict(*reworded, embed).allowed
+    assert verdict("How do I clean a sofa?", "How do I clean a carpet?", embed, sim=0.95).allowed
     assert embed.calls == []
 
 
-def test_embedder_judges_substituted_words() -> None:
+def test_small_edit_is_judged_on_the_edited_phrase() -> None:
     embed = FakeEmbed(same=[{"sofa", "couch"}])
     assert verdict("How do I clean a sofa?", "How do I clean a couch?", embed).allowed
     rejected = verdict("How do I clean a sofa?", "How do I clean a carpet?", embed)
     assert rejected == GuardVerdict(False, "content_mismatch")
-    assert len(embed.calls) == 2
+    added = verdict("How do I clean a sofa?", "How do I clean a soft leather sofa?", embed)
+    assert added == GuardVerdict(False, "content_mismatch")
+    assert embed.calls == [
+        ["clean sofa", "clean couch"],
+        ["clean sofa", "clean carpet"],
+        ["clean sofa", "clean soft leather sofa"],
+    ]
 
 
-def test_embedder_not_needed_without_embed() -> None:
+def test_without_embed_only_lexical_rules_apply() -> None:
     assert verdict("How do I clean a sofa?", "How do I clean a carpet?").allowed

@@ -13,21 +13,23 @@ from semcache_plugins.langchain import LangChainSemCache
 
 class TestSyncSemCache(SyncCacheTestSuite):
     @pytest.fixture
-    def cache(  # type: ignore[override]
+    def cache(
         self, redis_url: str, index_prefix: str, embedder: Embedder
     ) -> Iterator[LangChainSemCache]:
-        semcache = LangChainSemCache(redis_url=redis_url, index_prefix=index_prefix,
-                                     embedder=embedder)
+        semcache = LangChainSemCache(
+            redis_url=redis_url, index_prefix=index_prefix, embedder=embedder
+        )
         yield semcache
         semcache.close()
 
 
 class TestAsyncSemCache(AsyncCacheTestSuite):
     @pytest.fixture
-    async def cache(  # type: ignore[override]
+    async def cache(
         self, redis_url: str, index_prefix: str, embedder: Embedder
     ) -> AsyncIterator[LangChainSemCache]:
-        semcache = LangChainSemCache(redis_url=redis_url, index_prefix=index_prefix,
-                                     embedder=embedder)
+        semcache = LangChainSemCache(
+            redis_url=redis_url, index_prefix=index_prefix, embedder=embedder
+        )
         yield semcache
         await semcache.aclose()

@@ -487,25 +487,20 @@ def test_text_completion_is_cached_apart_from_chat(cache: SemCache, fake: FakeOp
     assert "".join(c.choices[0].text or "" for c in stream) == "Use the reset link."
     assert not is_hit(chat(fake, [{"role": "user", "content": QUESTION}]))
     assert fake.count() == 1
+    # Chat and text entries have scopes of their own: the chat answer did not replace this one.
+    again = litellm.text_completion(prompt=QUESTION, **options)
+    assert again._hidden_params.get("cache_hit") is True
 
 
-def test_readme_snippet(redis_url: str, index_prefix: str) -> None:
-    """The README's usage, verbatim (but for the Redis URL and the index prefix)."""
-    previous = litellm.cache
-    try:
-        litellm.cache = SemCache(redis_url=redis_url, index_prefix=index_prefix)
-        litellm.completion(
-            model="openai/gpt-4o-mini",
-            messages=[{"role": "user", "content": "Hi!"}],
-            mock_response="Hello!",
-        )
-        hit = litellm.completion(
-            model="openai/gpt-4o-mini",
-            messages=[{"role": "user", "content": "Hi!"}],
-            mock_response="Hello!",
-        )
-        assert hit._hidden_params["cache_hit"] is True
-        assert hit._hidden_params["semcache"]["tier"] == "exact"
-    finally:
-        litellm.cache.close()
-        litellm.cache = previous
+def test_readme_snippet(redis_url: str, index_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's three lines, as written but for the Redis, the prefix and a mocked provider."""
+    monkeypatch.setattr(litellm, "cache", litellm.cache)  # restores litellm.cache afterwards
+    messages = [{"role": "user", "content": "How do I reset my password?"}]
+    mock = {"mock_response": "Use the reset link."}
+    litellm.cache = SemCache(redis_url=redis_url, index_prefix=index_prefix)
+    for _ in range(2):
+        response = litellm.completion(model="openai/gpt-4o-mini", messages=messages, **mock)
+        print(response._hidden_params.get("semcache"))  # a hit: {tier, similarity, entry_id}
+    litellm.cache.close()
+    assert response._hidden_params["semcache"]["tier"] == "exact"
+    assert response.choices[0].message.content == "Use the reset link."

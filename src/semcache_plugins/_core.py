@@ -7,12 +7,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, Self
 
-import numpy as np
-
 from ._backend import AsyncBackend, SyncBackend
-from ._batcher import EmbedBatcher
+from ._compute import DeadlineExceeded, ModelWork
 from ._embedder import Embedder
 from ._errors import BackendError, SemcacheError
 from ._flows import (
@@ -25,13 +24,11 @@ from ._flows import (
     lookup_flow,
     store_flow,
 )
-from ._guards import check_guards
 from ._index import IndexLayout
 from ._scope import RequestPlan, model_hash, plan_request, system_prompt_hash
 from ._settings import CacheSettings
 from ._stats import CacheStats, CircuitBreaker
 from ._types import CacheHit
-from ._vectors import VectorMemo
 from ._warm import WarmItem, store_many
 
 __all__ = ["CacheCore"]
@@ -60,8 +57,7 @@ class CacheCore:
         self.embedder = embedder if embedder is not None else Embedder.from_settings(settings)
         self._stats = CacheStats()
         self._breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
-        self._vectors = VectorMemo()
-        self._batcher = EmbedBatcher(self._embed_texts)
+        self._work = ModelWork(self.embedder, self._stats)
         self._config: FlowConfig | None = None
         self._config_lock = threading.Lock()
         self._sync = SyncBackend(settings, client=redis_client)
@@ -106,34 +102,6 @@ class CacheCore:
             messages, model=model, params=params, namespace=namespace or self.settings.namespace
         )
 
-    # -- pure-ish op handlers shared by both drivers -------------------------------------
-
-    def _embed_texts(self, texts: Sequence[str]) -> list[np.ndarray | None]:
-        """Embed texts in one model call (memoized); None for a text longer than the model reads."""
-        limit = self.embedder.max_tokens
-        result: list[np.ndarray | None] = [self._vectors.get(text) for text in texts]
-        todo = [i for i, vector in enumerate(result) if vector is None]
-        counts = self.embedder.count_tokens([texts[i][: 64 * limit] for i in todo])
-        fits = []
-        for i, count in zip(todo, counts, strict=True):
-            if count > limit or len(texts[i]) > 64 * limit:
-                self._stats.skip("too_long")
-            else:
-                fits.append(i)
-        if fits:
-            self._stats.count("embeddings", len(fits))
-            for i, vector in zip(fits, self.embedder.embed([texts[i] for i in fits]), strict=True):
-                self._vectors.put(texts[i], vector)
-                result[i] = vector
-        return result
-
-    def _guard(self, op: GuardCheck) -> bool:
-        verdict = check_guards(op.query, op.cached, op.similarity, embed=self.embedder.embed)
-        if not verdict.allowed:
-            self._stats.count("guard_rejections")
-            logger.debug("semcache: guard rejected a candidate (%s)", verdict.reason)
-        return verdict.allowed
-
     def _finish(self, plan: RequestPlan, result: LookupResult, started: float) -> CacheHit | None:
         if result.outcome == "skipped":
             self._stats.count("lookups")
@@ -147,15 +115,17 @@ class CacheCore:
 
     # -- drivers ---------------------------------------------------------------------------
 
-    def _run(self, flow: Flow) -> Any:
+    def _run(self, flow: Flow, deadline: float | None = None) -> Any:
         self._check_breaker()
         try:
             op = next(flow)
             while True:
                 if isinstance(op, EmbedQuery):
-                    result: Any = self._embed_texts([op.text])[0]
+                    result: Any = self._work.vectors.get(op.text)
+                    if result is None:
+                        result = self._work.run(partial(self._work.embed_one, op.text), deadline)
                 elif isinstance(op, GuardCheck):
-                    result = self._guard(op)
+                    result = self._work.run(partial(self._work.guard, op), deadline)
                 else:
                     result = self._sync.execute(op, self.layout, self._breaker)
                 op = flow.send(result)
@@ -171,10 +141,9 @@ class CacheCore:
             op = next(flow)
             while True:
                 if isinstance(op, EmbedQuery):
-                    memo = self._vectors.get(op.text)
-                    result: Any = memo if memo is not None else await self._batcher.embed(op.text)
+                    result: Any = await self._work.aembed_one(op.text)
                 elif isinstance(op, GuardCheck):
-                    result = await asyncio.to_thread(self._guard, op)
+                    result = await asyncio.to_thread(self._work.guard, op)
                 else:
                     result = await self._async.execute(op, self.layout, self._breaker)
                 op = flow.send(result)
@@ -203,9 +172,12 @@ class CacheCore:
             return None
         config = self.config
         started = time.perf_counter()
-        result = self._run(
-            lookup_flow(config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls)
-        )
+        flow = lookup_flow(config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls)
+        try:
+            result = self._run(flow, deadline=started + self.settings.lookup_timeout)
+        except DeadlineExceeded:
+            self._stats.skip("timeout")
+            return None
         return self._finish(plan, result, started)
 
     async def alookup(
@@ -255,7 +227,7 @@ class CacheCore:
             response,
             ttl=ttl or self.settings.ttl,
             exact_only=exact_only,
-            vector=self._vectors.get(plan.text),
+            vector=self._work.vectors.get(plan.text),
         )
         entry_id: str | None = self._run(flow)
         self._stats.count("stores" if entry_id else "skipped")
@@ -284,7 +256,7 @@ class CacheCore:
             response,
             ttl=ttl or self.settings.ttl,
             exact_only=exact_only,
-            vector=self._vectors.get(plan.text),
+            vector=self._work.vectors.get(plan.text),
         )
         entry_id: str | None = await self._arun(flow)
         self._stats.count("stores" if entry_id else "skipped")
@@ -353,10 +325,11 @@ class CacheCore:
     def close(self) -> None:
         """Close the connections this core opened (a client passed in stays open)."""
         self._sync.close()
+        self._work.close()
 
     async def aclose(self) -> None:
         """Close sync and async connections this core opened."""
-        self._sync.close()
+        self.close()
         await self._async.aclose()
 
     def __enter__(self) -> Self:

@@ -1,30 +1,17 @@
-"""General English word lists for the precision guards (no entries taken from any data set)."""
+"""General English word lists and word-form helpers for the precision guards.
+
+No entry is taken from any data set.
+"""
 
 from __future__ import annotations
 
 import re
 
-__all__ = [
-    "ANTONYM_PAIRS",
-    "CONTRACTIONS",
-    "DIRECTIONAL",
-    "FALSE_PREFIX_WORDS",
-    "FILLERS",
-    "GREETINGS",
-    "IGNORABLE",
-    "IS_CONTRACTED",
-    "IRREGULAR_FORMS",
-    "NEGATORS",
-    "NUMBER_WORDS",
-    "ORDINAL_WORDS",
-    "PREFIX_PAIRS",
-    "QUANTIFIER_GROUPS",
-    "SCOPE_SKIP",
-    "SYNONYM_GROUPS",
-    "TECH_TERMS",
-    "TEMPORAL_GROUPS",
-    "UNIT_GROUPS",
-]
+__all__ = ["ANTONYM_PAIRS", "CONTRACTIONS", "DIRECTIONAL", "FALSE_PREFIX_WORDS", "FILLERS",
+           "GREETINGS", "IGNORABLE", "IRREGULAR_FORMS", "IS_CONTRACTED", "NEGATORS",
+           "NUMBER_WORDS", "ORDINAL_WORDS", "PREFIX_PAIRS", "QUANTIFIER_GROUPS", "SCOPE_SKIP",
+           "SYNONYM_GROUPS", "TECH_TERMS", "TEMPORAL_GROUPS", "UNIT_GROUPS", "edit_distance",
+           "stem"]  # fmt: skip
 
 
 def _words(text: str) -> frozenset[str]:
@@ -76,7 +63,8 @@ IGNORABLE = _words(
     "and or but also just only really very quite please pls plz thanks thank thx cheers "
     "hi hello hey hiya good dear sorry excuse ok okay alright "
     "um uh er erm hmm ah oh well anyway basically actually literally like "
-    "question quick silly wondering wonder curious help tell know let need want wanted "
+    "question quick silly wondering wonder curious help tell know let need want wanted wish "
+    "give show find check look lookup assist mind ahead information info "
     "way ways go going get getting got possible able any anything something someone "
     "many much advance appreciate appreciated kindly mate guys folks again ever still yet "
     "yes yeah yep"
@@ -221,7 +209,7 @@ ANTONYM_PAIRS = _pairs(
     "multiply/divide sum/difference union/intersection ascending/descending "
     "singular/plural past/future past/present present/future always/never often/rarely "
     "everything/nothing everyone/nobody somebody/nobody next/last next/previous last/this "
-    "next/this"
+    "next/this full/part within/after within/outside within/beyond"
 )
 
 #: Prefix pairs that turn a word into its opposite on a shared stem (``-`` = no prefix).
@@ -270,3 +258,34 @@ IRREGULAR_FORMS = {
     ).items()
     for form in forms
 }
+
+
+_SUFFIXES = (("ies", "y", 5), ("ied", "y", 5), ("sses", "ss", 5), ("ing", "", 6), ("ed", "", 5),
+             ("es", "", 5), ("s", "", 4))  # fmt: skip
+
+
+def stem(word: str) -> str:
+    """A light stem: irregular verbs to their base, then one suffix and a final "e" off."""
+    if word in IRREGULAR_FORMS:
+        return IRREGULAR_FORMS[word]
+    if word.startswith("#") or len(word) <= 3:
+        return word
+    for suffix, repl, min_len in _SUFFIXES:
+        if word.endswith(suffix) and len(word) >= min_len and not word.endswith(("ss", "us", "is")):
+            word = word[: len(word) - len(suffix)] + repl
+            break
+    return word[:-1] if len(word) > 4 and word.endswith("e") else word
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Damerau-Levenshtein (optimal string alignment) distance."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]

@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from functools import lru_cache
 
 import numpy as np
 
@@ -23,7 +22,7 @@ from . import _guard_lexicon as lex
 __all__ = ["DEFAULT_SIMILARITY_THRESHOLD", "GuardVerdict", "check_guards", "diff_spans"]
 
 #: Recommended cosine threshold (all-MiniLM-L6-v2, mean pooling) when the guards are on.
-DEFAULT_SIMILARITY_THRESHOLD = 0.86
+DEFAULT_SIMILARITY_THRESHOLD = 0.85
 #: A small edit (one place, at most this many content words per side) is served only if the
 #: sentences are at least ``SMALL_EDIT_SIMILARITY`` similar or the edited phrases (edit plus the
 #: nearest content word each side) are at least ``PHRASE_SIMILARITY`` similar.
@@ -54,20 +53,16 @@ _TOKEN_RE = re.compile(
     r"[£$€¥%]|\d[\d,]*(?:\.\d+)?(?::\d\d)?(?:st|nd|rd|th)?(?:%|[a-zA-Z]+)?|[A-Za-z]+(?:'[A-Za-z]+)*'?"
 )
 _NUM_RE = re.compile(r"(\d[\d,]*(?:\.\d+)?(?::\d\d)?)(st|nd|rd|th)?(.*)")
-_SUFFIXES = [(s, r, int(n)) for s, r, n in (x.split(":") for x in
-             "ies:y:5 ied:y:5 sses:ss:5 ing::6 ed::5 es::5 s::4".split())]  # fmt: skip
 
 
-def _stem(word: str) -> str:
-    if word in lex.IRREGULAR_FORMS:
-        return lex.IRREGULAR_FORMS[word]
-    if word.startswith("#") or len(word) <= 3:
-        return word
-    for suffix, repl, min_len in _SUFFIXES:
-        if word.endswith(suffix) and len(word) >= min_len and not word.endswith(("ss", "us", "is")):
-            word = word[: len(word) - len(suffix)] + repl
-            break
-    return word[:-1] if len(word) > 4 and word.endswith("e") else word
+def _index(groups: dict[str, frozenset[str]]) -> dict[str, str]:
+    return {word: canon for canon, words in groups.items() for word in words}
+
+
+_TEMPORAL, _UNITS = _index(lex.TEMPORAL_GROUPS), _index(lex.UNIT_GROUPS)
+_QUANTIFIERS = _index(lex.QUANTIFIER_GROUPS)
+_ANTONYMS = set(lex.ANTONYM_PAIRS) | {(y, x) for x, y in lex.ANTONYM_PAIRS}
+_SPECIAL = {*_TEMPORAL, *_UNITS, *_QUANTIFIERS, *lex.NEGATORS, *lex.TECH_TERMS}
 
 
 def _expand(word: str) -> list[str]:
@@ -77,7 +72,7 @@ def _expand(word: str) -> list[str]:
     if lower.endswith("'s"):
         stem = lower[:-2]
         return [stem, "is"] if stem in lex.IS_CONTRACTED else ["us"] if stem == "let" else [stem]
-    for ending, expansion in lex.CONTRACTIONS.items():
+    for ending, expansion in lex.CONTRACTIONS.items() if "'" in lower else ():
         if ending.startswith(("'", "n'")) and lower.endswith(ending):
             return [lower[: -len(ending)], *expansion.split()]
     return [lower.replace("'", "")]
@@ -107,11 +102,10 @@ def _tokenize(text: str) -> list[_Tok]:
         brk = any(c in ",.;:!?()" for c in gap)
         for n, word in enumerate(_number(raw) if raw[0].isdigit() else _expand(raw)):
             if word:
-                toks.append(_Tok(word, _stem(word), cap and word[0] != "#", brk and n == 0))
-    if len(toks) > 2 and toks[0].norm == "good" and toks[1].norm in lex.GREETINGS:
-        toks = toks[1:]
-    if len(toks) > 1 and toks[0].norm in lex.GREETINGS and toks[1].brk:
-        toks = toks[1:]  # "Morning! How do I ..."
+                toks.append(_Tok(word, lex.stem(word), cap and word[0] != "#", brk and n == 0))
+    start = 1 if len(toks) > 2 and toks[0].norm == "good" else 0  # "Good morning, ..."
+    if len(toks) > start + 1 and toks[start].norm in lex.GREETINGS and toks[start + 1].brk:
+        toks = toks[start + 1 :]
     return _fold_numbers(toks)
 
 
@@ -128,9 +122,8 @@ def _fold_numbers(toks: list[_Tok]) -> list[_Tok]:
             out.append(_Tok(f"#{total:g}", f"#{total:g}"))
             total = None
         if tok.norm in lex.ORDINAL_WORDS:
-            out.append(
-                _Tok(f"#{lex.ORDINAL_WORDS[tok.norm]}th", f"#{lex.ORDINAL_WORDS[tok.norm]}th")
-            )
+            ordinal = f"#{lex.ORDINAL_WORDS[tok.norm]}th"
+            out.append(_Tok(ordinal, ordinal))
         elif tok.norm in ("am", "pm") and out and out[-1].norm.startswith("#"):
             out.append(_Tok(tok.norm[0] + ".m.", tok.norm[0] + ".m."))
         elif tok.norm:
@@ -138,25 +131,13 @@ def _fold_numbers(toks: list[_Tok]) -> list[_Tok]:
     return out
 
 
-def _edit_distance(a: str, b: str) -> int:
-    """Damerau-Levenshtein (optimal string alignment) distance."""
-    prev2: list[int] = []
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, cb in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
-            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
-                cur[j] = min(cur[j], prev2[j - 2] + 1)
-        prev2, prev = prev, cur
-    return prev[-1]
-
-
 def _is_typo(x: _Tok, y: _Tok) -> bool:
     a, b = x.norm, y.norm
-    if not (a.isalpha() and b.isalpha()) or (_special(a) and _special(b)) or _antonyms(x, y):
+    if abs(len(a) - len(b)) > 2 or not (a.isalpha() and b.isalpha()) or {a, b} <= _SPECIAL:
         return False
-    shortest, dist = min(len(a), len(b)), _edit_distance(a, b)
+    if _antonyms(x, y):
+        return False
+    shortest, dist = min(len(a), len(b)), lex.edit_distance(a, b)
     if x.cap or y.cap:
         return shortest >= 6 and dist <= 1
     if dist == 1:
@@ -165,7 +146,7 @@ def _is_typo(x: _Tok, y: _Tok) -> bool:
 
 
 def _diff(ta: list[_Tok], tb: list[_Tok]) -> tuple[list[_Tok], list[_Tok]]:
-    """Tokens only in ``ta`` / only in ``tb`` (by stem), minus pairs that are typos of each other."""
+    """Tokens only in ``ta`` / only in ``tb`` (by stem), less pairs that are typos of each other."""
     keys_a, keys_b = {t.key for t in ta}, {t.key for t in tb}
     only_a = list({t.key: t for t in ta if t.key not in keys_b}.values())
     only_b = list({t.key: t for t in tb if t.key not in keys_a}.values())
@@ -184,23 +165,9 @@ def diff_spans(a: str, b: str) -> tuple[list[str], list[str]]:
     return [t.norm for t in only_a], [t.norm for t in only_b]
 
 
-@lru_cache(maxsize=1)
-def _lexicon() -> tuple[dict[str, str], dict[str, str], dict[str, str], set[tuple[str, str]]]:
-    def index(groups: dict[str, frozenset[str]]) -> dict[str, str]:
-        return {word: canon for canon, words in groups.items() for word in words}
-
-    pairs = set(lex.ANTONYM_PAIRS) | {(y, x) for x, y in lex.ANTONYM_PAIRS}
-    return index(lex.TEMPORAL_GROUPS), index(lex.UNIT_GROUPS), index(lex.QUANTIFIER_GROUPS), pairs
-
-
-def _special(word: str) -> bool:
-    temporal, units, quantifiers, _ = _lexicon()
-    return any(word in g for g in (temporal, units, quantifiers, lex.NEGATORS, lex.TECH_TERMS))
-
-
 def _prefix_antonym(a: str, b: str) -> bool:
     """ "lock"/"unlock", "include"/"exclude": opposite prefixes on one stem."""
-    if a in lex.FALSE_PREFIX_WORDS or b in lex.FALSE_PREFIX_WORDS:
+    if a[-3:] != b[-3:] or a in lex.FALSE_PREFIX_WORDS or b in lex.FALSE_PREFIX_WORDS:
         return False
     return any(
         x.startswith(p) and y.startswith(q) and x[len(p) :] == y[len(q) :]
@@ -211,8 +178,8 @@ def _prefix_antonym(a: str, b: str) -> bool:
 
 
 def _antonyms(x: _Tok, y: _Tok) -> bool:
-    pairs = _lexicon()[3]
-    return (x.norm, y.norm) in pairs or (x.key, y.key) in pairs or _prefix_antonym(x.key, y.key)
+    pairs = {(x.norm, y.norm), (x.key, y.key)}
+    return bool(pairs & _ANTONYMS) or any(_prefix_antonym(p, q) for p, q in pairs)
 
 
 def _numbers_differ(ta: list[_Tok], tb: list[_Tok]) -> bool:
@@ -239,19 +206,27 @@ def _negation(toks: list[_Tok]) -> tuple[int, set[str]]:
 
 
 def _order_swapped(ta: list[_Tok], tb: list[_Tok]) -> bool:
-    """Same anchors (names, numbers, units, tech) in another order around "to"/"from"."""
-    units = _lexicon()[1]
-
-    def anchors(toks: list[_Tok]) -> list[str]:
-        picked = (t.key for t in toks if t.cap or t.norm[0] == "#" or t.norm in lex.TECH_TERMS
-                  or t.norm in units)  # fmt: skip
-        return list(dict.fromkeys(picked))
-
+    """Same anchors (names, numbers, units, tech) in another order around "to"/"from", or
+    "from A to B" against "from B to A"."""
     if not all({t.norm for t in toks} & lex.DIRECTIONAL for toks in (ta, tb)):
         return False
-    aa, ab = anchors(ta), anchors(tb)
+    aa, ab = (list(dict.fromkeys(t.key for t in toks if t.cap or t.norm[0] == "#"
+                                 or t.norm in lex.TECH_TERMS or t.norm in _UNITS))
+              for toks in (ta, tb))  # fmt: skip
     shared = [k for k in aa if k in ab]
-    return len(shared) >= 2 and shared != [k for k in ab if k in shared]
+    if len(shared) >= 2 and shared != [k for k in ab if k in shared]:
+        return True
+    (from_a, to_a), (from_b, to_b) = _from_to(ta), _from_to(tb)
+    return bool(from_a and to_a and from_a != to_a and (from_a, to_a) == (to_b, from_b))
+
+
+def _from_to(toks: list[_Tok]) -> tuple[str, str]:
+    """The first content words after "from" and after the "to"/"into" that follows it."""
+    norms = [t.norm for t in toks]
+    start = norms.index("from") if "from" in norms else len(norms)
+    end = next((i for i in range(start, len(norms)) if norms[i] in ("to", "into")), len(norms))
+    source, target = _content(toks[start + 1 : end])[:1], _content(toks[end + 1 :])[:1]
+    return (source[0].key if source else ""), (target[0].key if target else "")
 
 
 def _aliases(ea: list[str], eb: list[str]) -> bool:
@@ -275,8 +250,7 @@ def _lexical_verdict(ta: list[_Tok], tb: list[_Tok], only_a: list[_Tok], only_b:
     keys_a, keys_b = {t.key for t in ta}, {t.key for t in tb}
     if flipped and not antonym and ((scope_a - scope_b) & keys_b or (scope_b - scope_a) & keys_a):
         return "negation_mismatch"  # "cancel" vs "don't cancel"
-    temporal, units, quantifiers, _ = _lexicon()
-    for name, index in (("time", temporal), ("unit", units), ("quantifier", quantifiers)):
+    for name, index in (("time", _TEMPORAL), ("unit", _UNITS), ("quantifier", _QUANTIFIERS)):
         ga = {index[t.norm] for t in ta if t.norm in index}
         gb = {index[t.norm] for t in tb if t.norm in index}
         if ga - gb and gb - ga:

@@ -104,7 +104,7 @@ def _unwrap(model: Runnable[Any, Any]) -> tuple[BaseChatModel, dict[str, Any]]:
     return model, kwargs
 
 
-class CachedChatModel(Runnable[LanguageModelInput, BaseMessage]):
+class CachedChatModel(Runnable[LanguageModelInput, AIMessage]):
     """A chat model whose ``invoke``/``ainvoke``/``stream``/``astream`` all use the cache.
 
     The cache is ``cache``, else the model's own ``cache=``, else the global LLM cache. Keys
@@ -149,7 +149,7 @@ class CachedChatModel(Runnable[LanguageModelInput, BaseMessage]):
 
     def invoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> BaseMessage:
+    ) -> AIMessage:
         key = self._key(input, kwargs, invoking=True)
         if key is None:
             return self.model.invoke(input, config, **kwargs)  # type: ignore[no-any-return]
@@ -162,7 +162,7 @@ class CachedChatModel(Runnable[LanguageModelInput, BaseMessage]):
 
     async def ainvoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> BaseMessage:
+    ) -> AIMessage:
         key = self._key(input, kwargs, invoking=True)
         if key is None:
             return await self.model.ainvoke(input, config, **kwargs)  # type: ignore[no-any-return]
@@ -175,7 +175,7 @@ class CachedChatModel(Runnable[LanguageModelInput, BaseMessage]):
 
     def stream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[BaseMessage]:
+    ) -> Iterator[AIMessageChunk]:
         key = self._key(input, kwargs)
         hit = None if key is None else _cached_message(key.cache.lookup(key.prompt, key.llm_string))
         if hit is not None:
@@ -190,7 +190,7 @@ class CachedChatModel(Runnable[LanguageModelInput, BaseMessage]):
 
     async def astream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[BaseMessage]:
+    ) -> AsyncIterator[AIMessageChunk]:
         key = self._key(input, kwargs)
         hit = (
             None

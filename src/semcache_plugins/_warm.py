@@ -65,7 +65,7 @@ def _batches(items: Iterable[WarmItem], size: int) -> Iterator[list[WarmItem]]:
 def _vectors_for(core: CacheCore, plans: list[RequestPlan]) -> dict[str, np.ndarray | None]:
     """One batched embedding call for the semantic texts of a batch; None = too long."""
     texts = list(dict.fromkeys(plan.text for plan in plans if plan.semantic))
-    return dict(zip(texts, core._embed_texts(texts), strict=True))
+    return dict(zip(texts, core._work.embed_texts(texts), strict=True))
 
 
 def store_many(

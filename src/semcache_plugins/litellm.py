@@ -210,10 +210,9 @@ class SemCache(Cache):
             store = self._store_args(result, kwargs)
             if store is not None:
                 self.core.store(**store)
+                self._worked()
         except Exception as exc:
             self._failed("store", kwargs, exc)
-        else:
-            self._worked()
 
     async def async_add_cache(
         self, result: Any, dynamic_cache_object: Any = None, **kwargs: Any
@@ -223,10 +222,9 @@ class SemCache(Cache):
             store = self._store_args(result, kwargs)
             if store is not None:
                 await self.core.astore(**store)
+                self._worked()
         except Exception as exc:
             self._failed("store", kwargs, exc)
-        else:
-            self._worked()
 
     # -- lifecycle ------------------------------------------------------------------------------
 

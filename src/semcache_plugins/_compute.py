@@ -1,0 +1,98 @@
+"""The CPU side of the cache: embeddings (memoized, batched), precision guards, deadlines."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import numpy as np
+
+from ._batcher import EmbedBatcher
+from ._embedder import Embedder
+from ._flows import GuardCheck
+from ._guards import check_guards
+from ._stats import CacheStats
+from ._vectors import VectorMemo
+
+__all__ = ["DeadlineExceeded", "ModelWork"]
+
+logger = logging.getLogger("semcache_plugins")
+
+# Texts longer than this many characters per model token are over the limit without tokenizing.
+_CHARS_PER_TOKEN_CAP = 64
+
+
+class DeadlineExceeded(Exception):
+    """Model work ran past the lookup deadline: the lookup becomes a miss."""
+
+
+class ModelWork:
+    """Embedding and guard checks for one cache, shared by its sync and async shells."""
+
+    def __init__(self, embedder: Embedder, stats: CacheStats) -> None:
+        self.embedder = embedder
+        self.vectors = VectorMemo()
+        self.batcher = EmbedBatcher(self.embed_texts)
+        self._stats = stats
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def embed_texts(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """Embed texts in one model call (memoized); None for a text longer than the model reads."""
+        limit = self.embedder.max_tokens
+        cap = _CHARS_PER_TOKEN_CAP * limit
+        result: list[np.ndarray | None] = [self.vectors.get(text) for text in texts]
+        todo = [i for i, vector in enumerate(result) if vector is None]
+        counts = self.embedder.count_tokens([texts[i][:cap] for i in todo])
+        fits = []
+        for i, count in zip(todo, counts, strict=True):
+            if count > limit or len(texts[i]) > cap:
+                self._stats.skip("too_long")
+            else:
+                fits.append(i)
+        if fits:
+            self._stats.count("embeddings", len(fits))
+            for i, vector in zip(fits, self.embedder.embed([texts[i] for i in fits]), strict=True):
+                self.vectors.put(texts[i], vector)
+                result[i] = vector
+        return result
+
+    def embed_one(self, text: str) -> np.ndarray | None:
+        return self.embed_texts([text])[0]
+
+    async def aembed_one(self, text: str) -> np.ndarray | None:
+        """Memo first, else join the current micro-batch (runs on a worker thread)."""
+        memo = self.vectors.get(text)
+        return memo if memo is not None else await self.batcher.embed(text)
+
+    def guard(self, op: GuardCheck) -> bool:
+        """May the cached text answer the query? Counts and logs (no text) a refusal."""
+        verdict = check_guards(op.query, op.cached, op.similarity, embed=self.embedder.embed)
+        if not verdict.allowed:
+            self._stats.count("guard_rejections")
+            logger.debug("semcache: guard rejected a candidate (%s)", verdict.reason)
+        return verdict.allowed
+
+    def run(self, work: Callable[[], Any], deadline: float | None) -> Any:
+        """Run model work inline, or on a worker thread waiting at most until ``deadline``."""
+        if deadline is None:
+            return work()
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="semcache")
+            future = self._pool.submit(work)
+        try:
+            return future.result(timeout=max(0.0, deadline - time.perf_counter()))
+        except FutureTimeout as exc:
+            raise DeadlineExceeded from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+                self._pool = None
