@@ -95,6 +95,14 @@ def test_harmless_differences_are_allowed(a: str, b: str) -> None:
         ("How tall is Ben Nevis?", "How tall is Mont Blanc?", "entity_mismatch"),
         ("Send the invoice to Priya", "Send the invoice to Tomasz", "entity_mismatch"),
         ("Fly from Berlin to Rome", "Fly from Rome to Berlin", "order_swap"),
+        (
+            "Move cash from my wallet to the bank",
+            "Move cash from the bank to my wallet",
+            "order_swap",
+        ),
+        ("Is the river water safe to drink?", "Is the river water unsafe to drink?", "antonym"),
+        ("Is parking free for full-time staff?", "Is parking free for part-time staff?", "antonym"),
+        ("Can I return shoes within a month?", "Can I return shoes after a month?", "antonym"),
     ],
 )
 def test_rules_fire(a: str, b: str, reason: str) -> None:
@@ -141,6 +149,11 @@ def test_diff_spans_folds_case_plurals_and_fillers_are_kept() -> None:
     assert diff_spans("Hi, where are the Keys?", "where is the key") == (["hi"], [])
     assert diff_spans("Is the gate open?", "Is the gate closed?") == (["open"], ["closed"])
     assert diff_spans("Track parcel 381", "track parcel 318") == (["#381"], ["#318"])
+
+
+def test_non_ascii_text_is_compared() -> None:
+    assert diff_spans("Où est le café ?", "où est le CAFÉ") == ([], [])
+    assert diff_spans("我的卡在哪里", "我的订单在哪里") == (["我的卡在哪里"], ["我的订单在哪里"])
 
 
 def test_diff_spans_tolerates_typos() -> None:

@@ -162,10 +162,11 @@ def test_global_cache_with_an_lcel_chain(
 
 
 def test_readme_usage(
-    server: FakeOpenAI, redis_url: str, index_prefix: str, embedder: Embedder
+    server: FakeOpenAI, redis_url: str, index_prefix: str, request: pytest.FixtureRequest
 ) -> None:
     base_url, api_key = server.api_base, SecretStr("sk-test")
     start = server.count()
+    request.addfinalizer(lambda: set_llm_cache(None))
     # --- README: LangChain -------------------------------------------------------------------
     cache = LangChainSemCache(redis_url=redis_url, index_prefix=index_prefix)
     set_llm_cache(cache)  # every model; or per model: ChatOpenAI(..., cache=cache)
@@ -176,12 +177,12 @@ def test_readme_usage(
     assert again.content == first.content
 
     # .stream()/.astream() skip LangChain's cache; cached() makes them read and fill it.
-    streamed = "".join(str(c.content) for c in cached(model).stream("I forgot my password!"))
+    question = "I forgot my password, how can I reset it?"
+    streamed = "".join(str(chunk.content) for chunk in cached(model).stream(question))
     assert streamed == first.content
 
     cache.clear(model="gpt-4o-mini")  # or clear(system_prompt=...), or clear() for everything
     # ---------------------------------------------------------------------------------------------
-    set_llm_cache(None)
     assert server.count() == start + 1
     cache.close()
 

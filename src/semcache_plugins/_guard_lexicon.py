@@ -24,6 +24,11 @@ def _groups(text: str) -> dict[str, frozenset[str]]:
     return {name.strip(): _words(members) for name, _, members in pairs}
 
 
+def _index(text: str) -> dict[str, str]:
+    """Like ``_groups`` but word -> canonical."""
+    return {word: name for name, words in _groups(text).items() for word in words}
+
+
 def _mapping(text: str) -> dict[str, str]:
     """``key=value, key=value`` -> dict."""
     pairs = (item.partition("=") for item in text.split(","))
@@ -114,8 +119,8 @@ ORDINAL_WORDS = {
     ).items()
 }
 
-#: Times of day, days, months, seasons, frequencies; different groups on the two sides conflict.
-TEMPORAL_GROUPS = _groups(
+#: Times of day, days, months, seasons, frequencies (word -> group); groups differing conflict.
+TEMPORAL_GROUPS = _index(
     "today: today tonight; tomorrow: tomorrow; yesterday: yesterday; "
     "am: a.m. morning mornings; pm: pm p.m. afternoon afternoons evening evenings tonight; "
     "night: night nights overnight midnight; noon: noon midday lunchtime; "
@@ -131,14 +136,14 @@ TEMPORAL_GROUPS = _groups(
     "yearly: yearly annual annually; quarterly: quarterly"
 )
 
-#: Quantifiers; different groups on the two sides conflict.
-QUANTIFIER_GROUPS = _groups(
+#: Quantifiers (word -> group); different groups on the two sides conflict.
+QUANTIFIER_GROUPS = _index(
     "all: all every each entire whole always; some: some several few partial sometimes; "
     "none: none nothing nobody; most: most majority mostly; both: both; either: either"
 )
 
-#: Units of measure, currencies and data sizes.
-UNIT_GROUPS = _groups(
+#: Units of measure, currencies and data sizes (word -> unit).
+UNIT_GROUPS = _index(
     "km: km kms kilometer kilometers kilometre kilometres; mile: mi mile miles mph; "
     "m: meter meters metre metres; cm: cm centimeter centimeters centimetre centimetres; "
     "mm: mm millimeter millimeters millimetre millimetres; inch: inch inches; "

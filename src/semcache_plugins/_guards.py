@@ -1,9 +1,8 @@
 """Precision guards: judge what *differs* between a query and a cached prompt.
 
-Cosine similarity cannot tell "convert 5 km to miles" from "convert 6 km to miles": the shared
-context dominates. The guards diff the two texts after normalisation and reject a candidate when
-what differs is a number, a negation, an antonym, a named entity, a unit, a technology, a time or
-a quantifier; with an embedder, a small edit must also keep the meaning of the edited phrase.
+Cosine similarity cannot tell "convert 5 km to miles" from "convert 6 km to miles". The guards
+reject a candidate when what differs is a number, negation, antonym, name, unit, technology,
+time, quantifier or direction; with an embedder, a small edit must keep the edited phrase's meaning.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ SMALL_EDIT_WORDS = 2
 SMALL_EDIT_SIMILARITY = 0.93
 PHRASE_SIMILARITY = 0.80
 
+
 Embed = Callable[[Sequence[str]], np.ndarray]
 
 
@@ -50,17 +50,12 @@ class _Tok:
 
 
 _TOKEN_RE = re.compile(
-    r"[£$€¥%]|\d[\d,]*(?:\.\d+)?(?::\d\d)?(?:st|nd|rd|th)?(?:%|[a-zA-Z]+)?|[A-Za-z]+(?:'[A-Za-z]+)*'?"
+    r"[£$€¥%]|\d[\d,]*(?:\.\d+)?(?::\d\d)?(?:st|nd|rd|th)?(?:%|[a-zA-Z]+)?|[^\W\d_]+(?:'[^\W\d_]+)*'?"
 )
 _NUM_RE = re.compile(r"(\d[\d,]*(?:\.\d+)?(?::\d\d)?)(st|nd|rd|th)?(.*)")
 
 
-def _index(groups: dict[str, frozenset[str]]) -> dict[str, str]:
-    return {word: canon for canon, words in groups.items() for word in words}
-
-
-_TEMPORAL, _UNITS = _index(lex.TEMPORAL_GROUPS), _index(lex.UNIT_GROUPS)
-_QUANTIFIERS = _index(lex.QUANTIFIER_GROUPS)
+_TEMPORAL, _UNITS, _QUANTIFIERS = lex.TEMPORAL_GROUPS, lex.UNIT_GROUPS, lex.QUANTIFIER_GROUPS
 _ANTONYMS = set(lex.ANTONYM_PAIRS) | {(y, x) for x, y in lex.ANTONYM_PAIRS}
 _SPECIAL = {*_TEMPORAL, *_UNITS, *_QUANTIFIERS, *lex.NEGATORS, *lex.TECH_TERMS}
 
@@ -183,14 +178,10 @@ def _antonyms(x: _Tok, y: _Tok) -> bool:
 
 
 def _numbers_differ(ta: list[_Tok], tb: list[_Tok]) -> bool:
-    """A number replaced by another (one-sided numbers are left to the edit check)."""
-    na = Counter(t.norm for t in ta if t.norm.startswith("#"))
-    nb = Counter(t.norm for t in tb if t.norm.startswith("#"))
-    extra_a, extra_b = na - nb, nb - na
-    one_a, one_b = any(t.norm == "one" for t in ta), any(t.norm == "one" for t in tb)
-    return bool(extra_a and extra_b) or bool(
-        (extra_a and one_b and "#1" not in extra_a) or (extra_b and one_a and "#1" not in extra_b)
-    )
+    """A number replaced by another ("one" counts; one-sided numbers go to the edit check)."""
+    na, nb = (Counter("#1" if t.norm == "one" else t.norm for t in toks
+                      if t.norm[0] == "#" or t.norm == "one") for toks in (ta, tb))  # fmt: skip
+    return bool(na - nb) and bool(nb - na)
 
 
 def _negation(toks: list[_Tok]) -> tuple[int, set[str]]:
@@ -206,8 +197,7 @@ def _negation(toks: list[_Tok]) -> tuple[int, set[str]]:
 
 
 def _order_swapped(ta: list[_Tok], tb: list[_Tok]) -> bool:
-    """Same anchors (names, numbers, units, tech) in another order around "to"/"from", or
-    "from A to B" against "from B to A"."""
+    """Names/numbers/units/tech reordered around "to"/"from", or "from A to B" / "from B to A"."""
     if not all({t.norm for t in toks} & lex.DIRECTIONAL for toks in (ta, tb)):
         return False
     aa, ab = (list(dict.fromkeys(t.key for t in toks if t.cap or t.norm[0] == "#"
@@ -222,9 +212,8 @@ def _order_swapped(ta: list[_Tok], tb: list[_Tok]) -> bool:
 
 def _from_to(toks: list[_Tok]) -> tuple[str, str]:
     """The first content words after "from" and after the "to"/"into" that follows it."""
-    norms = [t.norm for t in toks]
-    start = norms.index("from") if "from" in norms else len(norms)
-    end = next((i for i in range(start, len(norms)) if norms[i] in ("to", "into")), len(norms))
+    start = next((i for i, t in enumerate(toks) if t.norm == "from"), len(toks))
+    end = next((i for i in range(start, len(toks)) if toks[i].norm in ("to", "into")), len(toks))
     source, target = _content(toks[start + 1 : end])[:1], _content(toks[end + 1 :])[:1]
     return (source[0].key if source else ""), (target[0].key if target else "")
 
@@ -232,10 +221,9 @@ def _from_to(toks: list[_Tok]) -> tuple[str, str]:
 def _aliases(ea: list[str], eb: list[str]) -> bool:
     """ "UK" / "Britain", "US" / "United States": a synonym group, or initials."""
     ja, jb = "-".join(ea), "-".join(eb)
-    if any(ja in group and jb in group for group in lex.SYNONYM_GROUPS):
-        return True
     initials_a, initials_b = "".join(w[0] for w in ea), "".join(w[0] for w in eb)
-    return (len(eb) > 1 and ja == initials_b) or (len(ea) > 1 and jb == initials_a)
+    return any(ja in group and jb in group for group in lex.SYNONYM_GROUPS) or (
+        (len(eb) > 1 and ja == initials_b) or (len(ea) > 1 and jb == initials_a))  # fmt: skip
 
 
 def _lexical_verdict(ta: list[_Tok], tb: list[_Tok], only_a: list[_Tok], only_b: list[_Tok]) -> str:
@@ -268,8 +256,8 @@ def _content(toks: Iterable[_Tok]) -> list[_Tok]:
 
 
 def _small_edit(ta: list[_Tok], tb: list[_Tok]) -> tuple[str, str] | None:
-    """The two edited phrases if the texts differ in one place by at most ``SMALL_EDIT_WORDS``
-    content words a side (the edit plus the nearest content word each side), else None."""
+    """The edited phrases (edit and nearest content word each side) if the texts differ in one
+    place by at most ``SMALL_EDIT_WORDS`` content words a side."""
     a = [t for t in ta if t.norm not in lex.FILLERS]
     b = [t for t in tb if t.norm not in lex.FILLERS]
     ops = SequenceMatcher(None, [t.key for t in a], [t.key for t in b], autojunk=False)
@@ -304,9 +292,8 @@ def check_guards(
     if embed is None or similarity >= SMALL_EDIT_SIMILARITY:
         return GuardVerdict(True, "ok")
     phrases = _small_edit(ta, tb) if _content(only_a) or _content(only_b) else None
-    if phrases is None:
-        return GuardVerdict(True, "ok")
-    vectors = np.asarray(embed(list(phrases)), dtype=np.float32)
-    if float(vectors[0] @ vectors[1]) < PHRASE_SIMILARITY:
-        return GuardVerdict(False, "content_mismatch")
+    if phrases is not None:
+        vectors = np.asarray(embed(list(phrases)), dtype=np.float32)
+        if float(vectors[0] @ vectors[1]) < PHRASE_SIMILARITY:
+            return GuardVerdict(False, "content_mismatch")
     return GuardVerdict(True, "ok")

@@ -14,9 +14,15 @@ its backend only the key, the messages and the metadata. ``SemCache`` overrides 
 methods (and ``get_cache_key``), so the messages, the model and the parameters all reach the
 core's scope on every path: sync, async, streamed, Router.
 
-The model of the scope is what LiteLLM's own exact cache keys on: the Router's caching group,
-else its model group (``metadata["model_group"]``), else the ``model`` argument. Two
-deployments of one Router group therefore share entries.
+The model of the scope is what LiteLLM's own exact cache keys on (``Cache._get_model_param_value``):
+the Router's caching group, else its model group (``metadata["model_group"]``), else the
+``model`` argument. Two deployments of one Router group therefore share entries.
+
+A hit is returned to LiteLLM as the stored ``ModelResponse`` dict plus a ``_hidden_params`` key,
+which LiteLLM's ``convert_to_model_response_object`` copies onto the response (it sets every
+non-field key as an attribute); LiteLLM then adds ``cache_hit=True``. So
+``response._hidden_params["semcache"]`` is ``{"tier", "similarity", "entry_id"}``: no patching
+of LiteLLM. Streamed replays and text completions carry ``cache_hit`` only.
 """
 
 from __future__ import annotations
@@ -53,8 +59,9 @@ class SemCache(Cache):
     Set it as ``litellm.cache``. Scope rules are the core's: system prompt, model, output-changing
     parameters and prior turns must match exactly; only the last user turn is compared by
     meaning. Per-request ``cache={...}`` controls: ``no-cache``, ``no-store``, ``ttl``,
-    ``s-maxage`` and ``namespace``. Redis or embedding failures are logged (one warning until the
-    cache works again) and the call goes to the provider.
+    ``s-maxage`` and ``namespace``. Responses with tool calls are served on exact repeats only,
+    unless ``semantic_tool_calls=True``. Redis or embedding failures are logged (one warning
+    until the cache works again) and the call goes to the provider.
     """
 
     def __init__(
