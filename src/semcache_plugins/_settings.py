@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ._guards import DEFAULT_SIMILARITY_THRESHOLD
 from ._paths import cache_dir
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "CacheSettings"]
@@ -29,7 +30,7 @@ class CacheSettings(BaseSettings):
         validation_alias=AliasChoices("redis_url", "SEMCACHE_REDIS_URL", "REDIS_URL"),
         description="Redis with the Search module; None starts the embedded server.",
     )
-    similarity_threshold: float = Field(default=0.86, ge=0.0, le=1.0)
+    similarity_threshold: float = Field(default=DEFAULT_SIMILARITY_THRESHOLD, ge=0.0, le=1.0)
     ttl: int | None = Field(default=None, gt=0, description="Seconds until entries expire.")
     namespace: str = Field(default="default", min_length=1, max_length=128)
     index_prefix: str = Field(default="semcache", min_length=1, max_length=64)
