@@ -162,13 +162,18 @@ def test_global_cache_with_an_lcel_chain(
 
 
 def test_readme_usage(
-    server: FakeOpenAI, redis_url: str, index_prefix: str, request: pytest.FixtureRequest
+    server: FakeOpenAI,
+    redis_url: str,
+    index_prefix: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     base_url, api_key = server.api_base, SecretStr("sk-test")
     start = server.count()
     request.addfinalizer(lambda: set_llm_cache(None))
+    monkeypatch.setenv("SEMCACHE_INDEX_PREFIX", index_prefix)
     # --- README: LangChain -------------------------------------------------------------------
-    cache = LangChainSemCache(redis_url=redis_url, index_prefix=index_prefix)
+    cache = LangChainSemCache(redis_url=redis_url)
     set_llm_cache(cache)  # every model; or per model: ChatOpenAI(..., cache=cache)
     model = ChatOpenAI(model="gpt-4o-mini", temperature=0, base_url=base_url, api_key=api_key)
 

@@ -1,0 +1,32 @@
+"""The benchmark runs end to end at tiny size and writes every section (figures are not checked)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_bench_quick_run_writes_every_section(redis_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "quick.md"
+    env = {**os.environ, "SEMCACHE_REDIS_URL": redis_url}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    assert "## Calibration" in text and "## Lookup latency by tier" in text
+    for tier in ("exact hit", "semantic hit", "miss"):
+        assert tier in text
+    assert "threshold" in text and "embedding alone" in text
