@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with contextlib.redirect_stdout(tee):  # type: ignore[type-var]
         print(f"# semcache-plugins benchmark ({'quick' if args.quick else 'full'} run)\n")
-        print(f"machine: {platform.machine()}, Python {platform.python_version()}, "
-              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+        print(
+            f"machine: {platform.machine()}, Python {platform.python_version()}, "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+        )
         if "calibration" in args.only:
             print("## Calibration: hit rate, false-hit rate and precision per dataset\n")
             print("```")
