@@ -13,7 +13,7 @@ from typing import Any, Self
 from ._backend import AsyncBackend, SyncBackend
 from ._compute import DeadlineExceeded, ModelWork
 from ._embedder import Embedder
-from ._errors import BackendError, SemcacheError
+from ._errors import BackendError, ConfigurationError, SemcacheError
 from ._flows import (
     EmbedQuery,
     Flow,
@@ -31,7 +31,7 @@ from ._stats import CacheStats, CircuitBreaker
 from ._types import CacheHit
 from ._warm import WarmItem, store_many
 
-__all__ = ["CacheCore"]
+__all__ = ["CacheCore", "adapter_core"]
 
 logger = logging.getLogger("semcache_plugins")
 Messages = Sequence[Mapping[str, Any]]
@@ -102,6 +102,42 @@ class CacheCore:
             messages, model=model, params=params, namespace=namespace or self.settings.namespace
         )
 
+    def _planned(
+        self,
+        messages: Any,
+        model: str,
+        params: Mapping[str, Any] | None,
+        namespace: str | None,
+    ) -> RequestPlan | None:
+        """The request's plan, or None (counted as a skip) when it cannot be cached."""
+        plan = self._plan(messages, model, params, namespace)
+        if plan.skip_reason:
+            self._stats.skip(plan.skip_reason)
+            return None
+        return plan
+
+    def _store_flow(
+        self,
+        config: FlowConfig,
+        plan: RequestPlan,
+        response: Any,
+        ttl: int | None,
+        exact_only: bool,
+    ) -> Flow:
+        vector = self._work.vectors.get(plan.text)  # the lookup's vector: embed once per request
+        return store_flow(
+            config,
+            plan,
+            response,
+            ttl=ttl or self.settings.ttl,
+            exact_only=exact_only,
+            vector=vector,
+        )
+
+    def _stored(self, entry_id: str | None) -> str | None:
+        self._stats.count("stores" if entry_id else "skipped")
+        return entry_id
+
     def _finish(self, plan: RequestPlan, result: LookupResult, started: float) -> CacheHit | None:
         if result.outcome == "skipped":
             self._stats.count("lookups")
@@ -166,9 +202,8 @@ class CacheCore:
         semantic_tool_calls: bool = False,
     ) -> CacheHit | None:
         """Find a cached answer for this request, or None. Raises ``SemcacheError`` subclasses."""
-        plan = self._plan(messages, model, params, namespace)
-        if plan.skip_reason:
-            self._stats.skip(plan.skip_reason)
+        plan = self._planned(messages, model, params, namespace)
+        if plan is None:
             return None
         config = self.config
         started = time.perf_counter()
@@ -191,9 +226,8 @@ class CacheCore:
         semantic_tool_calls: bool = False,
     ) -> CacheHit | None:
         """Async twin of :meth:`lookup`; embedding runs in a thread, bounded by lookup_timeout."""
-        plan = self._plan(messages, model, params, namespace)
-        if plan.skip_reason:
-            self._stats.skip(plan.skip_reason)
+        plan = self._planned(messages, model, params, namespace)
+        if plan is None:
             return None
         config = await self._aconfig()
         started = time.perf_counter()
@@ -217,21 +251,11 @@ class CacheCore:
         exact_only: bool = False,
     ) -> str | None:
         """Cache ``response`` (any JSON value) for this request; returns the entry id or None."""
-        plan = self._plan(messages, model, params, namespace)
-        if plan.skip_reason:
-            self._stats.skip(plan.skip_reason)
+        plan = self._planned(messages, model, params, namespace)
+        if plan is None:
             return None
-        flow = store_flow(
-            self.config,
-            plan,
-            response,
-            ttl=ttl or self.settings.ttl,
-            exact_only=exact_only,
-            vector=self._work.vectors.get(plan.text),
-        )
-        entry_id: str | None = self._run(flow)
-        self._stats.count("stores" if entry_id else "skipped")
-        return entry_id
+        flow = self._store_flow(self.config, plan, response, ttl, exact_only)
+        return self._stored(self._run(flow))
 
     async def astore(
         self,
@@ -245,22 +269,11 @@ class CacheCore:
         exact_only: bool = False,
     ) -> str | None:
         """Async twin of :meth:`store`."""
-        plan = self._plan(messages, model, params, namespace)
-        if plan.skip_reason:
-            self._stats.skip(plan.skip_reason)
+        plan = self._planned(messages, model, params, namespace)
+        if plan is None:
             return None
-        config = await self._aconfig()
-        flow = store_flow(
-            config,
-            plan,
-            response,
-            ttl=ttl or self.settings.ttl,
-            exact_only=exact_only,
-            vector=self._work.vectors.get(plan.text),
-        )
-        entry_id: str | None = await self._arun(flow)
-        self._stats.count("stores" if entry_id else "skipped")
-        return entry_id
+        flow = self._store_flow(await self._aconfig(), plan, response, ttl, exact_only)
+        return self._stored(await self._arun(flow))
 
     def store_many(
         self,
@@ -350,3 +363,19 @@ class CacheCore:
             f"CacheCore(namespace={s.namespace!r}, threshold={s.similarity_threshold}, "
             f"model={s.embedding_model!r}, guards={s.guards})"
         )
+
+
+def adapter_core(
+    *,
+    core: CacheCore | None,
+    settings: CacheSettings | None,
+    embedder: Embedder | None,
+    overrides: Mapping[str, Any],
+) -> tuple[CacheCore, bool]:
+    """The core an adapter runs on, and whether the adapter owns (and so closes) it."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if core is not None:
+        if given or settings is not None or embedder is not None:
+            raise ConfigurationError("pass either core= or the cache settings, not both")
+        return core, False
+    return CacheCore(settings=settings, embedder=embedder, **given), True

@@ -21,9 +21,9 @@ from typing import Any
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.outputs import Generation
 
-from ._core import CacheCore
+from ._core import CacheCore, adapter_core
 from ._embedder import Embedder
-from ._errors import ConfigurationError, SemcacheError
+from ._errors import SemcacheError
 from ._langchain_convert import (
     CacheRequest,
     decode_generations,
@@ -78,11 +78,9 @@ class LangChainSemCache(BaseCache):
             "index_prefix": index_prefix,
             **options,
         }
-        given = {key: value for key, value in overrides.items() if value is not None}
-        if core is not None and (given or settings is not None or embedder is not None):
-            raise ConfigurationError("pass either core= or the cache settings, not both")
-        self._owns_core = core is None
-        self._core = core or CacheCore(settings=settings, embedder=embedder, **given)
+        self._core, self._owns_core = adapter_core(
+            core=core, settings=settings, embedder=embedder, overrides=overrides
+        )
         self._semantic_tool_calls = semantic_tool_calls
         self._degraded = False
 

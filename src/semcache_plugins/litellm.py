@@ -34,7 +34,7 @@ from typing import Any
 
 from litellm.caching.caching import Cache, CacheMode
 
-from ._core import CacheCore
+from ._core import CacheCore, adapter_core
 from ._embedder import Embedder
 from ._errors import ConfigurationError
 from ._litellm_convert import (
@@ -99,17 +99,15 @@ class SemCache(Cache):
             "index_prefix": index_prefix,
             **options,
         }
-        given = {key: value for key, value in overrides.items() if value is not None}
-        if core is not None and (given or settings is not None or embedder is not None):
-            raise ConfigurationError("pass either core= or the cache settings, not both")
         call_types: Any = None if supported_call_types is None else list(supported_call_types)
         super().__init__(
             mode=CacheMode(mode),
             supported_call_types=call_types,
             max_messages=None,  # the scope keeps prior turns exact: long chats are safe to cache
         )
-        self._owns_core = core is None
-        self.core: CacheCore = core or CacheCore(settings=settings, embedder=embedder, **given)
+        self.core, self._owns_core = adapter_core(
+            core=core, settings=settings, embedder=embedder, overrides=overrides
+        )
         self.semantic_tool_calls = semantic_tool_calls
         self._degraded = False
 
