@@ -20,7 +20,7 @@ from redisvl.query import VectorQuery
 from redisvl.query.filter import Tag
 
 import semcache_plugins
-from semcache_plugins import embedded
+from semcache_plugins import _redis_binaries, embedded
 from semcache_plugins._errors import EmbeddedRedisError, PortInUseError, RedisBinaryNotFoundError
 from semcache_plugins.embedded import (
     EmbeddedRedis,
@@ -147,7 +147,7 @@ def test_unchangeable_mode_falls_back_to_an_executable_copy(
         real_chmod(path, mode)
 
     monkeypatch.setattr(Path, "chmod", chmod)
-    copy = embedded._executable(source)
+    copy = _redis_binaries._executable(source)
     assert copy == cache / "redis" / "bin" / "rejson.so"
     assert copy.read_bytes() == b"module bytes" and os.access(copy, os.X_OK)
     assert not os.access(source, os.X_OK)
