@@ -12,6 +12,7 @@ PUBLIC = [
     "CacheCore",
     "CacheHit",
     "CacheSettings",
+    "CalibrationResult",
     "ConfigurationError",
     "EmbeddedRedisError",
     "Embedder",
@@ -27,6 +28,7 @@ PUBLIC = [
     "SemcacheError",
     "SerializationError",
     "__version__",
+    "calibrate",
 ]
 
 
@@ -35,6 +37,7 @@ def test_all_is_sorted_and_pinned() -> None:
     assert semcache_plugins.__all__ == PUBLIC
     for name in PUBLIC:
         assert getattr(semcache_plugins, name) is not None
+    assert semcache_plugins.calibrate.__module__ == "semcache_plugins._calibrate"
 
 
 def test_errors_share_one_root() -> None:

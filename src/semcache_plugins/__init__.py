@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._calibrate import CalibrationResult, calibrate
 from ._core import CacheCore
 from ._embedder import Embedder, ModelFingerprint
 from ._errors import (
@@ -33,6 +34,7 @@ __all__ = [
     "CacheCore",
     "CacheHit",
     "CacheSettings",
+    "CalibrationResult",
     "ConfigurationError",
     "EmbeddedRedisError",
     "Embedder",
@@ -48,6 +50,7 @@ __all__ = [
     "SemcacheError",
     "SerializationError",
     "__version__",
+    "calibrate",
 ]
 
 _LAZY = {"SemCache": ".litellm", "LangChainSemCache": ".langchain"}

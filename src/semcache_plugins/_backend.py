@@ -20,7 +20,7 @@ from redis.retry import Retry
 from redisvl.exceptions import RedisVLError
 from redisvl.index import AsyncSearchIndex, SearchIndex
 
-from ._errors import BackendError
+from ._errors import BackendError, ConfigurationError
 from ._flows import DeleteKeys, Op, ReadEntry, RunQuery, WriteBatch, WriteEntry
 from ._index import RECORD_FIELDS, IndexLayout
 from ._settings import CacheSettings
@@ -92,10 +92,17 @@ def _wrap(op: Op, exc: BaseException, breaker: CircuitBreaker) -> BackendError:
 class SyncBackend:
     """Executes flow operations with a blocking ``redis.Redis`` client."""
 
-    def __init__(self, settings: CacheSettings, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        settings: CacheSettings,
+        client: redis.Redis | None = None,
+        *,
+        async_client_given: bool = False,
+    ) -> None:
         self._settings = settings
         self._client = client
         self._owns_client = client is None
+        self._async_client_given = async_client_given
         self._indexes: dict[str, SearchIndex] = {}
         self._lock = threading.RLock()
 
@@ -103,6 +110,11 @@ class SyncBackend:
         if self._client is None:
             with self._lock:
                 if self._client is None:
+                    if self._async_client_given and not self._settings.redis_url:
+                        raise ConfigurationError(
+                            "async_redis_client= covers the async API only: pass "
+                            "redis_client= or redis_url= for the sync one"
+                        )
                     url = redis_url_for(self._settings)
                     self._client = redis.Redis.from_url(url, **_client_options(self._settings))
         return self._client
@@ -156,7 +168,7 @@ class SyncBackend:
     def close(self) -> None:
         if self._client is not None and self._owns_client:
             self._client.close()
-        self._client = None
+            self._client = None  # a client passed in stays this core's client
         self._indexes.clear()
 
 
@@ -168,10 +180,23 @@ class _LoopState:
 
 
 class AsyncBackend:
-    """Executes flow operations with ``redis.asyncio``; one client per running event loop."""
+    """Executes flow operations with ``redis.asyncio``; one client per running event loop.
 
-    def __init__(self, settings: CacheSettings) -> None:
+    A client passed in is used on whichever loop runs the cache (it must be usable there) and
+    is never closed here. ``sync_client_given``: the sync side uses a client passed in, so
+    without a URL there is no telling where the async side should connect.
+    """
+
+    def __init__(
+        self,
+        settings: CacheSettings,
+        client: aredis.Redis | None = None,
+        *,
+        sync_client_given: bool = False,
+    ) -> None:
         self._settings = settings
+        self._client = client
+        self._sync_client_given = sync_client_given
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
@@ -180,8 +205,17 @@ class AsyncBackend:
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None:
-            url = redis_url_for(self._settings)
-            state = _LoopState(aredis.Redis.from_url(url, **_client_options(self._settings)))
+            if self._client is not None:
+                client = self._client
+            elif self._sync_client_given and not self._settings.redis_url:
+                raise ConfigurationError(
+                    "redis_client= covers the sync API only: pass async_redis_client= or "
+                    "redis_url= for the async one"
+                )
+            else:
+                url = redis_url_for(self._settings)
+                client = aredis.Redis.from_url(url, **_client_options(self._settings))
+            state = _LoopState(client)
             self._states[loop] = state
         return state
 
@@ -234,5 +268,5 @@ class AsyncBackend:
     async def aclose(self) -> None:
         """Close the client of the running loop (others close with their loops)."""
         state = self._states.pop(asyncio.get_running_loop(), None)
-        if state is not None:
+        if state is not None and self._client is None:
             await state.client.aclose()

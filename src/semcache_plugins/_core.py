@@ -27,7 +27,7 @@ from ._flows import (
 from ._index import IndexLayout
 from ._scope import RequestPlan, model_hash, plan_request, system_prompt_hash
 from ._settings import CacheSettings
-from ._stats import CacheStats, CircuitBreaker
+from ._stats import CacheObserver, CacheStats, CircuitBreaker
 from ._types import CacheHit
 from ._warm import WarmItem, store_many
 
@@ -46,6 +46,7 @@ class CacheCore:
         settings: CacheSettings | None = None,
         embedder: Embedder | None = None,
         redis_client: Any = None,
+        async_redis_client: Any = None,
         **overrides: Any,
     ) -> None:
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -60,8 +61,12 @@ class CacheCore:
         self._work = ModelWork(self.embedder, self._stats)
         self._config: FlowConfig | None = None
         self._config_lock = threading.Lock()
-        self._sync = SyncBackend(settings, client=redis_client)
-        self._async = AsyncBackend(settings)
+        self._sync = SyncBackend(
+            settings, client=redis_client, async_client_given=async_redis_client is not None
+        )
+        self._async = AsyncBackend(
+            settings, client=async_redis_client, sync_client_given=redis_client is not None
+        )
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -142,7 +147,7 @@ class CacheCore:
         if result.outcome == "skipped":
             self._stats.count("lookups")
         else:
-            self._stats.lookup_done(result.outcome, time.perf_counter() - started)
+            self._stats.lookup_done(result.outcome, time.perf_counter() - started, result.hit)
         return result.hit
 
     def _check_breaker(self) -> None:
@@ -326,6 +331,10 @@ class CacheCore:
     async def aclear(self) -> int:
         """Async twin of :meth:`clear`."""
         return await self.ainvalidate(namespace=self.settings.namespace)
+
+    def add_observer(self, observer: CacheObserver) -> None:
+        """Report every cache event (counts, skips, finished lookups) to ``observer`` too."""
+        self._stats.add_observer(observer)
 
     def stats(self) -> dict[str, object]:
         """Counters and lookup latency percentiles since this core was created."""

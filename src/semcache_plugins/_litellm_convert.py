@@ -9,6 +9,7 @@ scope keeps what LiteLLM itself would send to a provider: every documented LLM A
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -16,8 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from litellm.litellm_core_utils.llm_response_utils.convert_dict_to_response import (
+    convert_to_model_response_object,
+)
 from litellm.litellm_core_utils.model_param_helper import ModelParamHelper
-from litellm.types.utils import is_litellm_owned_kwarg
+from litellm.types.utils import ModelResponse, TextCompletionResponse, is_litellm_owned_kwarg
 from pydantic import BaseModel
 
 from ._errors import ConfigurationError, SemcacheError
@@ -165,6 +169,25 @@ def _well_formed(data: Mapping[str, Any], *, text: bool) -> bool:
     return all(isinstance(c, Mapping) and isinstance(c.get("message"), Mapping) for c in choices)
 
 
+def _rebuildable(data: Mapping[str, Any], *, text: bool) -> bool:
+    """LiteLLM's own conversion of a cache hit accepts (a copy of) this dict.
+
+    A corrupt or foreign entry whose shape LiteLLM rejects would otherwise fail the user's
+    call inside LiteLLM's caching handler, after our hook has returned.
+    """
+    trial = copy.deepcopy(dict(data))
+    try:
+        if text:
+            TextCompletionResponse(**trial)
+        else:
+            convert_to_model_response_object(
+                response_object=trial, model_response_object=ModelResponse()
+            )
+    except Exception:
+        return False
+    return True
+
+
 def _has_tool_calls(data: Mapping[str, Any]) -> bool:
     for choice in data["choices"]:
         message = choice.get("message") or {}
@@ -200,7 +223,11 @@ def served_response(hit: CacheHit | None, *, text: bool) -> dict[str, Any] | Non
     """
     if hit is None:
         return None
-    if not isinstance(hit.response, dict) or not _well_formed(hit.response, text=text):
+    if (
+        not isinstance(hit.response, dict)
+        or not _well_formed(hit.response, text=text)
+        or not _rebuildable(hit.response, text=text)
+    ):
         logger.debug("semcache: entry %s is not a LiteLLM completion; ignoring it", hit.entry_id)
         return None
     response = dict(hit.response)

@@ -29,6 +29,7 @@ class CacheSettings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("redis_url", "SEMCACHE_REDIS_URL", "REDIS_URL"),
         description="Redis with the Search module; None starts the embedded server.",
+        repr=False,  # may carry a password
     )
     similarity_threshold: float = Field(default=DEFAULT_SIMILARITY_THRESHOLD, ge=0.0, le=1.0)
     ttl: int | None = Field(default=None, gt=0, description="Seconds until entries expire.")

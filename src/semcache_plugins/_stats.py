@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
-__all__ = ["CacheStats", "CircuitBreaker"]
+from ._types import CacheHit
+
+__all__ = ["CacheObserver", "CacheStats", "CircuitBreaker"]
+
+logger = logging.getLogger("semcache_plugins")
 
 _COUNTERS = (
     "lookups",
@@ -25,6 +31,16 @@ _COUNTERS = (
 )
 
 
+class CacheObserver(Protocol):
+    """Receives the cache's events as they happen (e.g. ``semcache_plugins.metrics``)."""
+
+    def count(self, name: str, n: int) -> None: ...
+
+    def skip(self, reason: str) -> None: ...
+
+    def lookup_done(self, outcome: str, seconds: float, hit: CacheHit | None) -> None: ...
+
+
 class CacheStats:
     """What the cache did since it was created (``CacheCore.stats()`` returns a snapshot)."""
 
@@ -33,10 +49,23 @@ class CacheStats:
         self._counts: Counter[str] = Counter()
         self._skips: Counter[str] = Counter()
         self._latency_ms: deque[float] = deque(maxlen=window)
+        self._observers: tuple[CacheObserver, ...] = ()
+
+    def add_observer(self, observer: CacheObserver) -> None:
+        with self._lock:
+            self._observers = (*self._observers, observer)
+
+    def _notify(self, event: Callable[[CacheObserver], None]) -> None:
+        for observer in self._observers:
+            try:
+                event(observer)
+            except Exception:  # an observer must never fail a cache call
+                logger.exception("semcache: cache observer %r failed", observer)
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counts[name] += n
+        self._notify(lambda observer: observer.count(name, n))
 
     def skip(self, reason: str) -> None:
         with self._lock:
@@ -44,13 +73,15 @@ class CacheStats:
             self._skips[reason] += 1
             if reason == "too_long":
                 self._counts["skipped_too_long"] += 1
+        self._notify(lambda observer: observer.skip(reason))
 
-    def lookup_done(self, outcome: str, seconds: float) -> None:
+    def lookup_done(self, outcome: str, seconds: float, hit: CacheHit | None = None) -> None:
         """Record one finished lookup: ``outcome`` is a counter name (hits_exact, misses, ...)."""
         with self._lock:
             self._counts["lookups"] += 1
             self._counts[outcome] += 1
             self._latency_ms.append(seconds * 1000.0)
+        self._notify(lambda observer: observer.lookup_done(outcome, seconds, hit))
 
     def snapshot(self) -> dict[str, object]:
         with self._lock:

@@ -1,0 +1,176 @@
+"""``semcache stats|invalidate|warm|indexes`` run as subprocesses against the session Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redisvl.index import SearchIndex
+
+from semcache_plugins import Embedder
+from semcache_plugins._cli import main
+from semcache_plugins._index import IndexLayout
+
+SYSTEM = "You are a terse support agent."
+RECORDS = [
+    {"prompt": "How do I reset my password?", "system": SYSTEM, "response": {"a": 1}},
+    {"prompt": "How can I cancel my subscription?", "system": SYSTEM, "response": "cancelled"},
+    {"prompt": "What are your opening hours?", "response": "9 to 5", "model": "gpt-b"},
+    {
+        "messages": [{"role": "user", "content": "Where is my parcel?"}],
+        "response": "on its way",
+        "model": "gpt-b",
+    },
+]
+FAKE_VERSION = "0123456789ab"
+
+
+def semcache(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "semcache_plugins", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+
+
+def ok(*args: str) -> str:
+    done = semcache(*args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def target(redis_url: str, index_prefix: str) -> list[str]:
+    return ["--redis-url", redis_url, "--index-prefix", index_prefix]
+
+
+def _warm(tmp_path: Path, target: list[str], records: list[dict[str, Any]]) -> str:
+    data = tmp_path / "warm.jsonl"
+    data.write_text("\n".join(json.dumps(record) for record in records) + "\n\n")
+    return ok("warm", str(data), "--model", "gpt-a", "--batch-size", "2", *target)
+
+
+def _fake_index(client: redis.Redis, prefix: str, docs: int) -> str:
+    """An index of another embedding version under the same prefix, with ``docs`` entries."""
+    layout = IndexLayout(prefix, FAKE_VERSION, 4)
+    SearchIndex.from_dict(layout.schema(), redis_client=client).create()
+    for i in range(docs):
+        client.hset(layout.key(f"e{i}"), mapping={"version": FAKE_VERSION, "namespace": "x"})
+    return layout.name
+
+
+def _stats(target: list[str]) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(ok("stats", "--json", *target))
+    return report
+
+
+def test_warm_stats_invalidate(
+    tmp_path: Path, target: list[str], index_prefix: str, embedder: Embedder
+) -> None:
+    assert _warm(tmp_path, target, RECORDS).splitlines()[-1].startswith("stored 4, skipped 0")
+    current = f"{index_prefix}-{embedder.fingerprint.digest}"
+
+    report = _stats(target)
+    assert report["prefix"] == index_prefix and report["redis_used_memory"] > 0
+    [index] = report["indexes"]
+    assert (index["index"], index["version"]) == (current, embedder.fingerprint.digest)
+    assert index["entries"] == 4 and index["namespaces"] == {"default": 4}
+    assert sum(scope["entries"] for scope in index["top_scopes"]) == 4
+    assert index["vector_memory_mb"] > 0
+    table = ok("stats", *target)
+    assert f"index {current}" in table and "entries 4" in table
+
+    prompt_file = tmp_path / "system.txt"
+    prompt_file.write_text(SYSTEM)
+    removed = ok("invalidate", "--system-prompt", str(prompt_file), *target)
+    assert removed.strip() == "removed 2 entries"
+    assert ok("invalidate", "--model", "gpt-b", *target).strip() == "removed 2 entries"
+    assert _stats(target)["indexes"][0]["entries"] == 0
+
+    _warm(tmp_path, target, RECORDS[:3])
+    assert ok("invalidate", "--namespace", "default", *target).strip() == "removed 3 entries"
+
+
+def test_warm_names_the_bad_line(tmp_path: Path, target: list[str]) -> None:
+    data = tmp_path / "warm.jsonl"
+    data.write_text(json.dumps(RECORDS[0]) + "\n\n" + '{"prompt": "hi"}\n')
+    done = semcache("warm", str(data), "--model", "m", *target)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"semcache: error: {data}:3: each record needs 'response' and a 'model' (or --model)"
+    ]
+    data.write_text("{not json\n")
+    done = semcache("warm", str(data), *target)
+    assert done.returncode == 1 and f"{data}:1: invalid JSON" in done.stderr
+    assert _stats(target)["indexes"] == []  # nothing was stored
+
+
+def test_invalidate_embedding_version_drops_that_index(
+    target: list[str], index_prefix: str, redis_client: redis.Redis
+) -> None:
+    name = _fake_index(redis_client, index_prefix, 3)
+    [index] = _stats(target)["indexes"]
+    assert (index["index"], index["version"], index["entries"]) == (name, FAKE_VERSION, 3)
+    out = ok("invalidate", "--embedding-version", FAKE_VERSION, *target)
+    assert out.strip() == f"removed 3 entries (dropped index {name})"
+    assert name.encode() not in redis_client.execute_command("FT._LIST")
+    assert list(redis_client.scan_iter(match=f"{index_prefix}:*")) == []
+    missing = semcache("invalidate", "--embedding-version", FAKE_VERSION, *target)
+    assert missing.returncode == 1 and f"no index {name}" in missing.stderr
+    both = semcache("invalidate", "--embedding-version", "v", "--model", "m", *target)
+    assert both.returncode == 1 and "cannot be combined" in both.stderr
+    assert "give --system-prompt" in semcache("invalidate", *target).stderr
+
+
+def test_indexes_drop_old(
+    tmp_path: Path,
+    target: list[str],
+    index_prefix: str,
+    redis_client: redis.Redis,
+    embedder: Embedder,
+) -> None:
+    _warm(tmp_path, target, RECORDS[:2])
+    old = _fake_index(redis_client, index_prefix, 2)
+    current = f"{index_prefix}-{embedder.fingerprint.digest}"
+    listing = ok("indexes", *target).splitlines()
+    assert listing[1:] == sorted(
+        [
+            f"{current:<40} {embedder.fingerprint.digest:<14} {2:>8}  yes",
+            f"{old:<40} {FAKE_VERSION:<14} {2:>8}  ",
+        ]
+    )
+    dropped = ok("indexes", "--drop-old", *target).splitlines()
+    assert dropped[-2:] == [f"dropping {old} (2 entries)", "dropped 1 old index(es)"]
+    names = {n.decode() for n in redis_client.execute_command("FT._LIST")}
+    assert old not in names and current in names
+    assert list(redis_client.scan_iter(match=f"{index_prefix}:{FAKE_VERSION}:*")) == []
+    assert [i["entries"] for i in _stats(target)["indexes"]] == [2]
+
+
+def test_no_redis_is_one_clear_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SEMCACHE_REDIS_URL", "REDIS_URL")}
+    env["SEMCACHE_CACHE_DIR"] = str(tmp_path)  # no embedded server recorded here
+    for command in (["stats"], ["indexes"], ["invalidate", "--model", "m"]):
+        done = semcache(*command, env=env)
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines() == [
+            "semcache: error: no Redis: pass --redis-url, set SEMCACHE_REDIS_URL or REDIS_URL, "
+            "or start one with 'semcache redis start'"
+        ]
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("stats", "invalidate", "warm", "indexes", "calibrate"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert exit_info.value.code == 0 and out.startswith(f"usage: semcache {command}")
+        assert ("--redis-url" in out) == (command != "calibrate")
