@@ -16,11 +16,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench import core_latency, guards_eval
+from bench import core_latency, guards_eval, soak
 from semcache_plugins.embedded import EmbeddedRedis, resolve_redis_url
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("calibration", "latency")
+SECTIONS = ("calibration", "latency", "soak")
 
 
 @contextlib.contextmanager
@@ -72,6 +72,23 @@ def main(argv: list[str] | None = None) -> int:
             with redis_for(args.redis_url) as url:
                 print("```")
                 core_latency.main(["--redis-url", url, "--sizes", sizes, "--samples", samples])
+                print("```\n")
+        if "soak" in args.only:
+            seconds, callers, window = ("10", "20", "5") if args.quick else ("300", "200", "30")
+            with redis_for(args.redis_url) as url:
+                print("```")
+                soak.main(
+                    [
+                        "--redis-url",
+                        url,
+                        "--seconds",
+                        seconds,
+                        "--callers",
+                        callers,
+                        "--window",
+                        window,
+                    ]
+                )
                 print("```\n")
         print(f"_total run time {time.perf_counter() - started:.0f} s_")
     out_path.parent.mkdir(parents=True, exist_ok=True)
