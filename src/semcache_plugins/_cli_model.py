@@ -6,9 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from ._cli_io import progress_bar
 from ._embedder import Embedder
 from ._errors import ConfigurationError
-from ._onnx_export import export_checkpoint
+from ._onnx_export import export_checkpoint, export_steps
 
 __all__ = ["register"]
 
@@ -57,13 +58,15 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _export(args: argparse.Namespace) -> int:
-    meta = export_checkpoint(
-        args.src,
-        args.dst,
-        quantize=args.int8,
-        model_id=args.model_id,
-        overwrite=args.force,
-    )
+    with progress_bar(export_steps(args.int8), "export") as advance:
+        meta = export_checkpoint(
+            args.src,
+            args.dst,
+            quantize=args.int8,
+            model_id=args.model_id,
+            overwrite=args.force,
+            progress=advance,
+        )
     fingerprint = Embedder(model_path=args.dst).fingerprint  # loads: proves the export works
     kind = "int8" if meta.quantized else "fp32"
     print(f"{args.dst} fingerprint={fingerprint.digest} dim={fingerprint.dim} {kind}")

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 from ._errors import ModelError, ModelExportError
 
 __all__ = [
+    "export_steps",
     "META_FILE",
     "MODEL_FILE",
     "BertConfig",
@@ -401,8 +402,12 @@ def export_checkpoint(
     quantize: bool = False,
     model_id: str | None = None,
     overwrite: bool = False,
+    progress: Callable[[int], None] = lambda steps: None,
 ) -> ModelMeta:
-    """Convert the checkpoint in ``src`` into ``dst`` (``model.onnx`` + tokenizer + metadata)."""
+    """Convert the checkpoint in ``src`` into ``dst`` (``model.onnx`` + tokenizer + metadata).
+
+    ``progress`` is called with 1 after each of ``export_steps(quantize)`` steps.
+    """
     import onnx
 
     src = Path(src).expanduser()
@@ -416,6 +421,7 @@ def export_checkpoint(
     config = BertConfig.parse(read_mapping(src / "config.json", ModelExportError), src)
     sentence = read_sentence_config(src, config.max_position_embeddings, ModelExportError)
     model = build_bert_graph(config, _load_weights(src / "model.safetensors"))
+    progress(1)
     if model.ByteSize() > _MAX_PROTO_BYTES:
         raise ModelExportError(f"{src}: model over 2 GB is too large for a single model.onnx")
     meta = ModelMeta(
@@ -429,6 +435,7 @@ def export_checkpoint(
     with _staged(Path(dst).expanduser(), overwrite=overwrite) as staging:
         onnx.save_model(model, str(staging / MODEL_FILE))
         del model
+        progress(1)
         for name in _COPIED_FILES:
             if (src / name).is_file():
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
@@ -437,8 +444,15 @@ def export_checkpoint(
         (staging / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
         if quantize:
             _quantize_into(staging)
+            progress(1)
         meta.write(staging / META_FILE)
+    progress(1)
     return meta
+
+
+def export_steps(quantize: bool) -> int:
+    """How many progress steps :func:`export_checkpoint` reports."""
+    return 4 if quantize else 3
 
 
 def quantize_onnx_dir(
