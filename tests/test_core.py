@@ -299,3 +299,18 @@ async def test_lookup_deadline_turns_slow_work_into_a_miss(
         assert hurried.lookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS) is None
         assert await hurried.alookup(ask("Forgot my password, reset?"), "m", PARAMS) is None
         assert hurried.stats()["skipped_by_reason"] == {"timeout": 2}
+
+
+def test_preload_fails_at_start_up_on_a_broken_model(tmp_path: Any, redis_url: str) -> None:
+    from semcache_plugins import ModelError
+    from semcache_plugins.litellm import SemCache
+
+    (tmp_path / "model.onnx").write_bytes(b"not an onnx model")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    with pytest.raises(ModelError) as info:
+        CacheCore(redis_url=redis_url, model_path=tmp_path, preload=True)
+    assert str(tmp_path) in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ModelError):
+        SemCache(redis_url=redis_url, model_path=tmp_path, preload=True)
+    lazy = CacheCore(redis_url=redis_url, model_path=tmp_path)  # default: nothing loads yet
+    assert lazy.settings.preload is False

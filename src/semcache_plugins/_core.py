@@ -67,6 +67,8 @@ class CacheCore:
         self._async = AsyncBackend(
             settings, client=async_redis_client, sync_client_given=redis_client is not None
         )
+        if settings.preload:
+            _ = self.config  # loads the model now: a broken model raises ModelError here
 
     # -- set-up ---------------------------------------------------------------------------
 

@@ -40,6 +40,9 @@ class CacheSettings(BaseSettings):
     quantize: bool = False
     cache_dir: Path = Field(default_factory=cache_dir)
     guards: bool = True
+    preload: bool = Field(
+        default=False, description="Load the model in the constructor: a broken one fails there."
+    )
     max_response_bytes: int = Field(default=1_000_000, gt=0)
     lookup_timeout: float = Field(default=1.0, gt=0, description="Seconds a lookup may take.")
     socket_timeout: float = Field(default=0.5, gt=0, description="Redis connect/read timeout.")
