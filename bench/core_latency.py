@@ -115,7 +115,7 @@ def run(redis_url: str, sizes: list[int], samples: int, cache: Path, out: Any = 
         out(f"{size:>8} {'semantic hit':<14} {percentiles(semantic)}")
         out(f"{size:>8} {'miss':<14} {percentiles(miss)}")
         out(f"{size:>8} {'(load)':<14} {load_s:7.1f}s for {size} entries")
-        core.invalidate(namespace=core.settings.namespace)
+        core._sync.client().ft(core.layout.name).dropindex(delete_documents=True)
         core.close()
     embed_ms = [timed(partial(embedder.embed, [b]))[1] for _, b in pairs[:100]]
     out(

@@ -123,8 +123,8 @@ def knn_query(vector: bytes, filter_expression: FilterExpression) -> VectorQuery
     return query
 
 
-def ids_query(filter_expression: FilterExpression, *, batch: int = 500) -> FilterQuery:
-    """A query returning only the ids of matching entries, for invalidation."""
+def ids_query(filter_expression: FilterExpression, *, batch: int = 100) -> FilterQuery:
+    """Ids of matching entries, for invalidation (deleting a batch must beat the socket timeout)."""
     query = FilterQuery(filter_expression=filter_expression, return_fields=[], num_results=batch)
     query.no_content()
     return query
