@@ -1,7 +1,9 @@
 """Soak: many concurrent async callers for minutes; errors, p99 latency over time and process RSS.
 
-Each caller loops: pick a question (``--repeat`` of the time one asked before, else a new Quora
-question), ``alookup``; on a miss, ``astore`` an answer. Every error is counted (must be 0).
+Each caller loops like an app behind an adapter: pick a question (``--repeat`` of the time one
+asked before, else a new Quora question), ``alookup``; on a miss, call the "LLM" (sleep
+``--llm-delay``) and ``astore`` the answer. A ``SemcacheError`` is what the adapters turn into a
+fail-open miss: counted as *bypassed*. Any other exception is an *error* (must be 0).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semcache_plugins import CacheCore
+from semcache_plugins import CacheCore, SemcacheError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "qqp_gptcache"
 SYSTEM = {"role": "system", "content": "Answer questions from a Q&A site."}
@@ -30,16 +32,19 @@ def rss_mb() -> float:
 
 
 class Soak:
-    """Shared state of one soak run."""
+    """Shared state of one soak run; latency samples are kept for the current window only."""
 
-    def __init__(self, core: CacheCore, questions: list[str], repeat: float, seed: int) -> None:
+    def __init__(
+        self, core: CacheCore, questions: list[str], repeat: float, llm_delay: float, seed: int
+    ) -> None:
         self.core = core
         self.fresh = iter(questions)
         self.asked: list[str] = []
         self.repeat = repeat
+        self.llm_delay = llm_delay
         self.random = random.Random(seed)
-        self.samples: list[tuple[float, float, str]] = []  # (time, latency ms, outcome)
-        self.errors = 0
+        self.window: list[tuple[float, str]] = []  # (cache latency ms, outcome)
+        self.totals: dict[str, int] = {}
 
     def next_question(self) -> str:
         if self.asked and self.random.random() < self.repeat:
@@ -48,67 +53,95 @@ class Soak:
         self.asked.append(question)
         return question
 
-    async def caller(self, stop_at: float) -> None:
-        while time.monotonic() < stop_at:
-            messages = [SYSTEM, {"role": "user", "content": self.next_question()}]
+    async def one_call(self) -> None:
+        messages = [SYSTEM, {"role": "user", "content": self.next_question()}]
+        started = time.perf_counter()
+        outcome = "miss"
+        try:
+            hit = await self.core.alookup(messages, "soak-llm", {"temperature": 0})
+            outcome = "miss" if hit is None else hit.tier
+        except SemcacheError:
+            outcome = "bypassed"
+        except Exception:  # a failure that would reach the user's call
+            outcome = "error"
+        cache_ms = (time.perf_counter() - started) * 1e3
+        if outcome in ("miss", "bypassed"):
+            await asyncio.sleep(self.llm_delay)  # the provider call
             started = time.perf_counter()
             try:
-                hit = await self.core.alookup(messages, "soak-llm", {"temperature": 0})
-                if hit is None:
-                    await self.core.astore(
-                        messages, {"answer": "ok"}, "soak-llm", {"temperature": 0}
-                    )
-                outcome = "miss" if hit is None else hit.tier
-            except Exception:  # every failure is counted: the goal is zero
-                self.errors += 1
+                await self.core.astore(messages, {"answer": "ok"}, "soak-llm", {"temperature": 0})
+            except SemcacheError:
+                pass  # fail open: the user already has the provider's answer
+            except Exception:
                 outcome = "error"
-            self.samples.append((time.monotonic(), (time.perf_counter() - started) * 1e3, outcome))
+            cache_ms += (time.perf_counter() - started) * 1e3
+        self.window.append((cache_ms, outcome))
+        self.totals[outcome] = self.totals.get(outcome, 0) + 1
+
+    async def caller(self, stop_at: float) -> None:
+        while time.monotonic() < stop_at:
+            await self.one_call()
+
+    def close_window(self) -> tuple[int, int, int, int, float, float]:
+        """Calls, hits, bypassed, errors, p50 and p99 cache ms of the window; starts a new one."""
+        chunk, self.window = self.window, []
+        lat = [ms for ms, _ in chunk]
+        hits = sum(o in ("exact", "semantic") for _, o in chunk)
+        bypassed = sum(o == "bypassed" for _, o in chunk)
+        errors = sum(o == "error" for _, o in chunk)
+        p50, p99 = (float(np.percentile(lat, 50)), float(np.percentile(lat, 99))) if lat else (0, 0)
+        return len(chunk), hits, bypassed, errors, p50, p99
 
 
-async def run(redis_url: str, callers: int, seconds: float, repeat: float, window: float) -> None:
+async def run(
+    redis_url: str, callers: int, seconds: float, repeat: float, window: float, llm_delay: float
+) -> None:
     rows = json.loads((DATA / "similiar_qqp_full.json").read_text())
     questions = list(dict.fromkeys(r["text_a"] for r in rows))
     core = CacheCore(redis_url=redis_url, index_prefix=f"soak-{uuid.uuid4().hex[:8]}")
     await asyncio.to_thread(core.embedder.load)
-    soak = Soak(core, questions, repeat, seed=7)
+    soak = Soak(core, questions, repeat, llm_delay, seed=7)
     start = time.monotonic()
     stop_at = start + seconds
-    rss: list[tuple[float, float]] = [(0.0, rss_mb())]
+    print(
+        f"## Soak: {callers} concurrent async callers, {repeat:.0%} repeats, "
+        f"{llm_delay * 1000:.0f} ms LLM on a miss, {seconds:.0f} s\n"
+    )
+    print("cache ms = time spent in the cache per call (lookup, plus store on a miss)\n")
+    print(
+        f"{'window s':>9} {'calls':>7} {'hits':>6} {'bypass':>6} {'errors':>6} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>7}"
+    )
+    rss: list[tuple[float, float]] = []
 
-    async def sample_rss() -> None:
+    async def report() -> None:
         while time.monotonic() < stop_at:
-            await asyncio.sleep(window)
-            rss.append((time.monotonic() - start, rss_mb()))
+            await asyncio.sleep(min(window, max(0.0, stop_at - time.monotonic())))
+            at, mb = time.monotonic() - start, rss_mb()
+            rss.append((at, mb))
+            calls, hits, bypassed, errors, p50, p99 = soak.close_window()
+            print(
+                f"{at:9.0f} {calls:7d} {hits:6d} {bypassed:6d} {errors:6d} {p50:8.1f} "
+                f"{p99:8.1f} {mb:7.1f}",
+                flush=True,
+            )
 
-    await asyncio.gather(sample_rss(), *(soak.caller(stop_at) for _ in range(callers)))
-    print(f"## Soak: {callers} concurrent async callers, {repeat:.0%} repeats, {seconds:.0f} s\n")
-    print(
-        f"{'window s':>9} {'lookups':>8} {'hits':>6} {'errors':>6} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'RSS MB':>7}"
-    )
-    for i, (at, mb) in enumerate(rss[1:], start=1):
-        lo, hi = start + rss[i - 1][0], start + at
-        chunk = [(ms, o) for t, ms, o in soak.samples if lo <= t < hi]
-        lat = [ms for ms, _ in chunk]
-        hits = sum(o in ("exact", "semantic") for _, o in chunk)
-        errors = sum(o == "error" for _, o in chunk)
-        p50, p99 = (np.percentile(lat, 50), np.percentile(lat, 99)) if lat else (0, 0)
-        print(f"{at:9.0f} {len(chunk):8d} {hits:6d} {errors:6d} {p50:8.1f} {p99:8.1f} {mb:7.1f}")
+    await asyncio.gather(report(), *(soak.caller(stop_at) for _ in range(callers)))
     settled = [mb for at, mb in rss if at >= min(60.0, seconds / 3)]
-    growth = (settled[-1] - settled[0]) if len(settled) > 1 else 0.0
     stats = core.stats()
+    total = sum(soak.totals.values())
+    print(f"\ncalls {total}: {soak.totals}; errors {soak.totals.get('error', 0)}")
     print(
-        f"\ntotal lookups {len(soak.samples)}, errors {soak.errors}, "
-        f"hits exact {stats['hits_exact']} semantic {stats['hits_semantic']}, "
-        f"skipped {stats['skipped_by_reason']}"
+        f"core: hits exact {stats['hits_exact']}, semantic {stats['hits_semantic']}, "
+        f"skipped {stats['skipped_by_reason']}, errors {stats['errors']}"
     )
-    print(
-        f"RSS after warm-up: {settled[0]:.1f} -> {settled[-1]:.1f} MB ({growth:+.1f} MB)"
-        if settled
-        else "RSS: too short to judge"
-    )
+    if len(settled) > 1:
+        print(
+            f"RSS after warm-up: {settled[0]:.1f} -> {settled[-1]:.1f} MB "
+            f"({settled[-1] - settled[0]:+.1f} MB)"
+        )
     print(f"embedding batch sizes: max {max(core._work.batcher.batch_sizes() or [0])}")
-    await core.ainvalidate(namespace=core.settings.namespace)
+    core._sync.client().ft(core.layout.name).dropindex(delete_documents=True)
     await core.aclose()
 
 
@@ -119,8 +152,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--repeat", type=float, default=0.5)
     parser.add_argument("--window", type=float, default=30.0)
+    parser.add_argument("--llm-delay", type=float, default=0.4)
     args = parser.parse_args(argv)
-    asyncio.run(run(args.redis_url, args.callers, args.seconds, args.repeat, args.window))
+    asyncio.run(
+        run(args.redis_url, args.callers, args.seconds, args.repeat, args.window, args.llm_delay)
+    )
 
 
 if __name__ == "__main__":

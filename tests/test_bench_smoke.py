@@ -30,4 +30,4 @@ def test_bench_quick_run_writes_every_section(redis_url: str, tmp_path: Path) ->
     for tier in ("exact hit", "semantic hit", "miss"):
         assert tier in text
     assert "threshold" in text and "embedding alone" in text
-    assert "## Soak" in text and "errors 0," in text
+    assert "## Soak" in text and "errors 0\n" in text
