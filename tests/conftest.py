@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from semcache_plugins import Embedder
+from semcache_plugins import CacheCore, Embedder
 from semcache_plugins.embedded import EmbeddedRedis, resolve_redis_url
 
 
@@ -75,3 +75,14 @@ def int8_embedder() -> Embedder:
     model = Embedder(quantize=True)
     model.load()
     return model
+
+
+@pytest.fixture
+async def core(redis_url: str, index_prefix: str, embedder: Embedder) -> AsyncIterator[CacheCore]:
+    """A core on the test prefix with a generous lookup timeout (a timed-out lookup is a miss
+    that would skew hit counts on a busy machine). test_core.py keeps its own, with defaults."""
+    c = CacheCore(
+        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, lookup_timeout=10.0
+    )
+    yield c
+    await c.aclose()

@@ -13,7 +13,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetc
 
 import litellm  # noqa: E402
 
-from semcache_plugins import CacheCore, Embedder, SemcacheError, SerializationError  # noqa: E402
+from semcache_plugins import CacheCore, SemcacheError, SerializationError  # noqa: E402
 from semcache_plugins._litellm_convert import to_request  # noqa: E402
 from semcache_plugins._scope import plan_request  # noqa: E402
 from semcache_plugins.langchain import LangChainSemCache  # noqa: E402
@@ -92,15 +92,6 @@ NOT_MESSAGES: dict[str, Any] = {
     "odd_fields": [{"role": 5, "content": {"nested": b"\xff"}}],
     "bytes_content": [{"role": "user", "content": b"How do I reset my password?"}],
 }
-
-
-@pytest.fixture
-async def core(redis_url: str, index_prefix: str, embedder: Embedder) -> AsyncIterator[CacheCore]:
-    c = CacheCore(
-        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, lookup_timeout=10.0
-    )
-    yield c
-    await c.aclose()
 
 
 @pytest.fixture

@@ -10,12 +10,9 @@ question). Exact repeats must always hit, and paraphrases must hit often enough 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import pytest
-
-from semcache_plugins import CacheCore, Embedder
+from semcache_plugins import CacheCore
 
 SEED = 20240611
 TENANTS = [f"t{i}" for i in range(12)]
@@ -85,16 +82,6 @@ def messages(slot: Slot, variant: int) -> list[dict[str, str]]:
         {"role": "system", "content": SYSTEMS[slot.system]},
         {"role": "user", "content": FAMILIES[slot.family][variant]},
     ]
-
-
-@pytest.fixture
-async def core(redis_url: str, index_prefix: str, embedder: Embedder) -> AsyncIterator[CacheCore]:
-    # A generous lookup timeout: a timed-out lookup is a miss that would skew the hit counts.
-    c = CacheCore(
-        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, lookup_timeout=10.0
-    )
-    yield c
-    await c.aclose()
 
 
 def random_slot(rng: random.Random, tenant: str | None = None) -> Slot:
