@@ -126,6 +126,25 @@ def test_new_embedding_model_never_reads_old_entries(
         assert new.lookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS) is None
 
 
+def test_float16_vectors_hit_like_float32_in_an_index_of_their_own(
+    redis_url: str, index_prefix: str, embedder: Embedder
+) -> None:
+    with CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder) as f32:
+        f32.store(ask("How do I reset my password?"), "f32", model="m", params=PARAMS)
+        f32_hit = f32.lookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS)
+    with CacheCore(
+        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, vector_dtype="float16"
+    ) as f16:
+        assert f16.layout.name != f32.layout.name
+        assert f16.lookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS) is None
+        f16.store(ask("How do I reset my password?"), "f16", model="m", params=PARAMS)
+        hit = f16.lookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS)
+        assert hit is not None and hit.response == "f16" and f32_hit is not None
+        assert hit.similarity == pytest.approx(f32_hit.similarity, abs=2e-3)
+        assert f16.lookup(ask("What is the capital of France?"), "m", PARAMS) is None
+        assert f16.clear() == 1 and f32.clear() == 1
+
+
 def test_ttl_expiry_and_per_call_override(
     redis_url: str, index_prefix: str, embedder: Embedder, redis_client: Any
 ) -> None:

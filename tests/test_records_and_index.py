@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 
 from semcache_plugins._errors import SerializationError
@@ -92,6 +93,19 @@ def test_layout_names_carry_the_fingerprint() -> None:
     vector = next(f for f in a.schema()["fields"] if f["type"] == "vector")
     assert vector["attrs"]["algorithm"] == "hnsw"
     assert vector["attrs"]["distance_metric"] == "cosine"
+
+
+def test_float16_layout_is_its_own_index_that_no_float32_prefix_matches() -> None:
+    f32, f16 = IndexLayout("sc", "ab12", 4), IndexLayout("sc", "ab12", 4, "float16")
+    assert f16.name != f32.name
+    assert not f16.key("e1").startswith(f32.key_prefix)  # RediSearch prefixes are plain strings
+    vector = next(f for f in f16.schema()["fields"] if f["type"] == "vector")
+    assert vector["attrs"]["datatype"] == "float16"
+    unit = np.array([0.6, 0.8, 0.0, 0.0], dtype=np.float32)
+    assert len(f16.vector_bytes(unit)) == 8 and len(f32.vector_bytes(unit)) == 16
+    assert np.frombuffer(f16.vector_bytes(unit), dtype=np.float16).tolist() == pytest.approx(
+        [0.6, 0.8, 0.0, 0.0], abs=1e-3
+    )
 
 
 def test_entry_filter_is_a_tag_prefilter() -> None:

@@ -53,12 +53,20 @@ def redis_url_for(settings: CacheSettings) -> str:
         return _embedded_url
 
 
-def _client_options(settings: CacheSettings) -> dict[str, Any]:
-    return {
-        "socket_timeout": settings.socket_timeout,
-        "socket_connect_timeout": settings.socket_timeout,
-        "retry": Retry(NoBackoff(), 0),
-    }
+def _connect(client_class: Any, pool_class: Any, settings: CacheSettings, url: str) -> Any:
+    """A client with short timeouts, no retries and a blocking pool: a burst of callers beyond
+    ``max_connections`` waits (up to ``lookup_timeout``) for a connection instead of failing."""
+    pool = pool_class.from_url(
+        url,
+        socket_timeout=settings.socket_timeout,
+        socket_connect_timeout=settings.socket_timeout,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=settings.max_connections,
+        timeout=settings.lookup_timeout,
+    )
+    client = client_class(connection_pool=pool)
+    client.auto_close_connection_pool = True  # close() also closes the pool we made
+    return client
 
 
 def _fields(values: list[Any]) -> dict[str, Any] | None:
@@ -116,7 +124,9 @@ class SyncBackend:
                             "redis_client= or redis_url= for the sync one"
                         )
                     url = redis_url_for(self._settings)
-                    self._client = redis.Redis.from_url(url, **_client_options(self._settings))
+                    self._client = _connect(
+                        redis.Redis, redis.BlockingConnectionPool, self._settings, url
+                    )
         return self._client
 
     def index(self, layout: IndexLayout) -> SearchIndex:
@@ -214,7 +224,7 @@ class AsyncBackend:
                 )
             else:
                 url = redis_url_for(self._settings)
-                client = aredis.Redis.from_url(url, **_client_options(self._settings))
+                client = _connect(aredis.Redis, aredis.BlockingConnectionPool, self._settings, url)
             state = _LoopState(client)
             self._states[loop] = state
         return state

@@ -3,20 +3,53 @@
 Texts requested during one event-loop tick (and while a batch is running) are embedded together
 in one call on a worker thread: 32 concurrent lookups cost about one batched model call instead
 of 32 serialized ones, and the event loop never runs the model.
+
+Load shedding: a request with a deadline that the queue ahead of it cannot meet (judged from the
+measured seconds per text) is refused at once with ``Overloaded``: under overload a lookup turns
+into an immediate miss instead of waiting out its whole deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["EmbedBatcher"]
+__all__ = ["EmbedBatcher", "LoadEstimator", "Overloaded"]
 
 EmbedMany = Callable[[Sequence[str]], list[np.ndarray | None]]
+
+
+class Overloaded(Exception):
+    """The work queued ahead cannot finish before the deadline: shed this request."""
+
+
+@dataclass
+class LoadEstimator:
+    """Seconds per unit of work, learned from finished work (EWMA); predicts queue waits."""
+
+    per_unit: float = 0.0  # 0.0 until measured: never shed before the first measurement
+    weight: float = 0.3
+
+    def record(self, seconds: float, units: int) -> None:
+        sample = seconds / max(units, 1)
+        if self.per_unit == 0.0:
+            self.per_unit = sample
+        else:
+            self.per_unit += self.weight * (sample - self.per_unit)
+
+    def finishes_by(self, deadline: float, queued: int, busy_until: float, now: float) -> bool:
+        """Would ``queued`` units, started once current work ends, be done by ``deadline``?
+
+        Always yes before the first measurement: only measured load is shed.
+        """
+        if self.per_unit == 0.0:
+            return True
+        return max(now, busy_until) + queued * self.per_unit <= deadline
 
 
 @dataclass
@@ -24,6 +57,7 @@ class _LoopQueue:
     pending: list[tuple[str, asyncio.Future[np.ndarray | None]]] = field(default_factory=list)
     running: bool = False
     scheduled: bool = False
+    busy_until: float = 0.0  # expected end of the running batch (perf_counter)
     sizes: list[int] = field(default_factory=list)
 
 
@@ -37,11 +71,20 @@ class EmbedBatcher:
             weakref.WeakKeyDictionary()
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self.load = LoadEstimator()
 
-    async def embed(self, text: str) -> np.ndarray | None:
-        """The vector of ``text`` (None when the embedder refuses it as too long)."""
+    async def embed(self, text: str, deadline: float | None = None) -> np.ndarray | None:
+        """The vector of ``text`` (None when the embedder refuses it as too long).
+
+        Raises ``Overloaded`` at once when the queue cannot get to it before ``deadline``
+        (a ``time.perf_counter()`` value).
+        """
         loop = asyncio.get_running_loop()
         queue = self._queues.setdefault(loop, _LoopQueue())
+        if deadline is not None and not self.load.finishes_by(
+            deadline, len(queue.pending) + 1, queue.busy_until, time.perf_counter()
+        ):
+            raise Overloaded
         future: asyncio.Future[np.ndarray | None] = loop.create_future()
         queue.pending.append((text, future))
         if not queue.running and not queue.scheduled:
@@ -74,8 +117,11 @@ class EmbedBatcher:
         queue: _LoopQueue,
         batch: list[tuple[str, asyncio.Future[np.ndarray | None]]],
     ) -> None:
+        started = time.perf_counter()
+        queue.busy_until = started + len(batch) * self.load.per_unit
         try:
             vectors = await asyncio.to_thread(self._embed_many, [text for text, _ in batch])
+            self.load.record(time.perf_counter() - started, len(batch))
         except BaseException as exc:  # delivered to every waiter, never lost
             for _, future in batch:
                 if not future.done():

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._batcher import EmbedBatcher
+from ._batcher import EmbedBatcher, LoadEstimator, Overloaded
 from ._embedder import Embedder
 from ._flows import GuardCheck
 from ._guards import check_guards
@@ -25,6 +25,7 @@ logger = logging.getLogger("semcache_plugins")
 
 # Texts longer than this many characters per model token are over the limit without tokenizing.
 _CHARS_PER_TOKEN_CAP = 64
+_WORKERS = 2  # threads running deadline-bound model work for sync lookups
 
 
 class DeadlineExceeded(Exception):
@@ -41,6 +42,8 @@ class ModelWork:
         self._stats = stats
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._load = LoadEstimator()  # seconds per unit of sync model work
+        self._inflight = 0
 
     def embed_texts(self, texts: Sequence[str]) -> list[np.ndarray | None]:
         """Embed texts in one model call (memoized); None for a text longer than the model reads."""
@@ -65,10 +68,13 @@ class ModelWork:
     def embed_one(self, text: str) -> np.ndarray | None:
         return self.embed_texts([text])[0]
 
-    async def aembed_one(self, text: str) -> np.ndarray | None:
-        """Memo first, else join the current micro-batch (runs on a worker thread)."""
+    async def aembed_one(self, text: str, deadline: float | None = None) -> np.ndarray | None:
+        """Memo first, else join the current micro-batch (runs on a worker thread).
+
+        Raises ``Overloaded`` when the batch queue cannot embed it before ``deadline``.
+        """
         memo = self.vectors.get(text)
-        return memo if memo is not None else await self.batcher.embed(text)
+        return memo if memo is not None else await self.batcher.embed(text, deadline)
 
     def guard(self, op: GuardCheck) -> bool:
         """May the cached text answer the query? Counts and logs (no text) a refusal."""
@@ -79,17 +85,33 @@ class ModelWork:
         return verdict.allowed
 
     def run(self, work: Callable[[], Any], deadline: float | None) -> Any:
-        """Run model work inline, or on a worker thread waiting at most until ``deadline``."""
+        """Run model work inline, or on a worker thread waiting at most until ``deadline``.
+
+        Raises ``Overloaded`` at once when the work already queued cannot finish in time.
+        """
         if deadline is None:
             return work()
         with self._lock:
+            queued = self._inflight // _WORKERS + 1
+            if not self._load.finishes_by(deadline, queued, 0.0, time.perf_counter()):
+                raise Overloaded
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="semcache")
-            future = self._pool.submit(work)
+                self._pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="semcache")
+            self._inflight += 1
+            future = self._pool.submit(self._timed, work)
         try:
             return future.result(timeout=max(0.0, deadline - time.perf_counter()))
         except FutureTimeout as exc:
             raise DeadlineExceeded from exc
+
+    def _timed(self, work: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return work()
+        finally:
+            with self._lock:
+                self._inflight -= 1
+                self._load.record(time.perf_counter() - started, 1)
 
     def close(self) -> None:
         with self._lock:

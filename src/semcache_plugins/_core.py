@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any, Self
 
 from ._backend import AsyncBackend, SyncBackend
+from ._batcher import Overloaded
 from ._compute import DeadlineExceeded, ModelWork
 from ._embedder import Embedder
 from ._errors import BackendError, ConfigurationError, SemcacheError
@@ -80,7 +81,10 @@ class CacheCore:
                 if self._config is None:
                     fingerprint = self.embedder.fingerprint
                     layout = IndexLayout(
-                        self.settings.index_prefix, fingerprint.digest, fingerprint.dim
+                        self.settings.index_prefix,
+                        fingerprint.digest,
+                        fingerprint.dim,
+                        self.settings.vector_dtype,
                     )
                     key = self.settings.signing_key
                     self._config = FlowConfig(
@@ -178,13 +182,13 @@ class CacheCore:
             self._stats.count("errors")
             raise
 
-    async def _arun(self, flow: Flow) -> Any:
+    async def _arun(self, flow: Flow, deadline: float | None = None) -> Any:
         self._check_breaker()
         try:
             op = next(flow)
             while True:
                 if isinstance(op, EmbedQuery):
-                    result: Any = await self._work.aembed_one(op.text)
+                    result: Any = await self._work.aembed_one(op.text, deadline)
                 elif isinstance(op, GuardCheck):
                     result = await asyncio.to_thread(self._work.guard, op)
                 else:
@@ -217,6 +221,9 @@ class CacheCore:
         flow = lookup_flow(config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls)
         try:
             result = self._run(flow, deadline=started + self.settings.lookup_timeout)
+        except Overloaded:
+            self._stats.skip("overloaded")
+            return None
         except DeadlineExceeded:
             self._stats.skip("timeout")
             return None
@@ -239,8 +246,14 @@ class CacheCore:
         config = await self._aconfig()
         started = time.perf_counter()
         flow = lookup_flow(config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls)
+        deadline = started + self.settings.lookup_timeout
         try:
-            result = await asyncio.wait_for(self._arun(flow), self.settings.lookup_timeout)
+            result = await asyncio.wait_for(
+                self._arun(flow, deadline), self.settings.lookup_timeout
+            )
+        except Overloaded:
+            self._stats.skip("overloaded")
+            return None
         except TimeoutError:
             self._stats.skip("timeout")
             return None
@@ -275,12 +288,18 @@ class CacheCore:
         namespace: str | None = None,
         exact_only: bool = False,
     ) -> str | None:
-        """Async twin of :meth:`store`."""
+        """Async twin of :meth:`store`; under overload (embedding queue longer than
+        ``lookup_timeout``) the store is skipped rather than queued."""
         plan = self._planned(messages, model, params, namespace)
         if plan is None:
             return None
         flow = self._store_flow(await self._aconfig(), plan, response, ttl, exact_only)
-        return self._stored(await self._arun(flow))
+        try:
+            result = await self._arun(flow, time.perf_counter() + self.settings.lookup_timeout)
+        except Overloaded:
+            self._stats.skip("overloaded")
+            return None
+        return self._stored(result)
 
     def store_many(
         self,

@@ -162,7 +162,7 @@ def lookup_flow(
         min_created_at=min_created,
         exclude_tool_calls=not semantic_tool_calls,
     )
-    candidates = yield RunQuery(knn_query(vector.astype(np.float32).tobytes(), filter_expression))
+    candidates = yield RunQuery(knn_query(config.layout.vector_bytes(vector), filter_expression))
     for candidate in candidates:
         similarity = 1.0 - float(candidate.get("vector_distance", 2.0))
         if similarity < config.threshold:
@@ -230,7 +230,7 @@ def store_flow(
             created_at=created,
         )
     if plan.semantic and vector is not None:
-        mapping["embedding"] = vector.astype(np.float32).tobytes()
+        mapping["embedding"] = config.layout.vector_bytes(vector)
     yield WriteEntry(config.layout.key(plan.entry_id), mapping, ttl)
     return plan.entry_id
 

@@ -9,8 +9,9 @@ so a different model, pooling or quantization never reads another's vectors.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 from redisvl.query import FilterQuery, VectorQuery
 from redisvl.query.filter import FilterExpression, Num, Tag
 
@@ -39,14 +40,25 @@ class IndexLayout:
     index_prefix: str
     version: str  # the embedding fingerprint digest
     dims: int
+    dtype: Literal["float32", "float16"] = "float32"
+
+    @property
+    def _tag(self) -> str:
+        # float16 vectors live in their own index; "f16." never starts a hex digest, so no
+        # float32 index prefix ("{prefix}:{hex}") matches a float16 key.
+        return self.version if self.dtype == "float32" else f"f16.{self.version}"
 
     @property
     def name(self) -> str:
-        return f"{self.index_prefix}-{self.version}"
+        return f"{self.index_prefix}-{self._tag}"
 
     @property
     def key_prefix(self) -> str:
-        return f"{self.index_prefix}:{self.version}"
+        return f"{self.index_prefix}:{self._tag}"
+
+    def vector_bytes(self, vector: np.ndarray) -> bytes:
+        """The vector as stored and queried in this index (float32 or float16)."""
+        return vector.astype(np.float16 if self.dtype == "float16" else np.float32).tobytes()
 
     def key(self, entry_id: str) -> str:
         return f"{self.key_prefix}:{entry_id}"
@@ -71,7 +83,7 @@ class IndexLayout:
                         "dims": self.dims,
                         "algorithm": "hnsw",
                         "distance_metric": "cosine",
-                        "datatype": "float32",
+                        "datatype": self.dtype,
                         "m": HNSW_M,
                         "ef_construction": HNSW_EF_CONSTRUCTION,
                     },

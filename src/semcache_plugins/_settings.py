@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,9 @@ class CacheSettings(BaseSettings):
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     model_path: Path | None = None
     quantize: bool = False
+    vector_dtype: Literal["float32", "float16"] = Field(
+        default="float32", description="float16 halves vector memory (its own index)."
+    )
     cache_dir: Path = Field(default_factory=cache_dir)
     guards: bool = True
     preload: bool = Field(
@@ -46,6 +50,9 @@ class CacheSettings(BaseSettings):
     max_response_bytes: int = Field(default=1_000_000, gt=0)
     lookup_timeout: float = Field(default=1.0, gt=0, description="Seconds a lookup may take.")
     socket_timeout: float = Field(default=0.5, gt=0, description="Redis connect/read timeout.")
+    max_connections: int = Field(
+        default=64, ge=1, description="Redis connections per client; callers beyond wait for one."
+    )
     breaker_failures: int = Field(default=3, ge=1)
     breaker_cooldown: float = Field(default=5.0, ge=0)
     signing_key: str | None = Field(default=None, repr=False)
