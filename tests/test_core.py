@@ -47,12 +47,29 @@ def test_paraphrase_hits_unrelated_misses(core: CacheCore) -> None:
 
 def test_exact_repeat_is_served_without_embedding(core: CacheCore) -> None:
     core.store(ask("What is the capital of France?"), "Paris", model="m", params=PARAMS)
+    # While most lookups miss, a lookup starts its embedding beside the exact-tier read (no
+    # round trip wasted on the semantic path); once most are exact hits, it stops doing so.
+    assert core._work.speculate
+    for _ in range(30):
+        assert core.lookup(ask("What is the capital of France?"), "m", PARAMS) is not None
+    assert not core._work.speculate
     embeddings_before = core.stats()["embeddings"]
     core._work.vectors.clear()  # forget memoized vectors: prove no embedding runs
     hit = core.lookup(ask("What is the  capital of France? "), model="m", params=PARAMS)
     assert hit is not None and hit.tier == "exact" and hit.similarity == 1.0
     assert hit.response == "Paris"
     assert core.stats()["embeddings"] == embeddings_before
+
+
+async def test_speculative_embedding_beside_an_exact_hit_is_harmless(core: CacheCore) -> None:
+    await core.astore(ask("What is the capital of France?"), "Paris", model="m", params=PARAMS)
+    core._work.vectors.clear()
+    assert core._work.speculate
+    hit = await core.alookup(ask("What is the capital of France?"), "m", PARAMS)
+    assert hit is not None and hit.tier == "exact"
+    paraphrase = await core.alookup(ask("What's the capital city of France?"), "m", PARAMS)
+    assert paraphrase is not None and paraphrase.tier == "semantic"
+    assert core.stats()["skipped"] == 0 and core.stats()["errors"] == 0
 
 
 def test_scope_changes_miss_and_equivalent_params_hit(core: CacheCore) -> None:

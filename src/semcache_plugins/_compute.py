@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -44,6 +44,7 @@ class ModelWork:
         self._lock = threading.Lock()
         self._load = LoadEstimator()  # seconds per unit of sync model work
         self._inflight = 0
+        self._exact_share = 0.0  # recent share of lookups answered by the exact tier (EWMA)
 
     def embed_texts(self, texts: Sequence[str]) -> list[np.ndarray | None]:
         """Embed texts in one model call (memoized); None for a text longer than the model reads."""
@@ -84,6 +85,15 @@ class ModelWork:
             logger.debug("semcache: guard rejected a candidate (%s)", verdict.reason)
         return verdict.allowed
 
+    @property
+    def speculate(self) -> bool:
+        """Start a lookup's embedding before its exact-tier read returns? Yes unless most
+        recent lookups were exact hits (then the embedding would mostly be wasted)."""
+        return self._exact_share < 0.5
+
+    def note_lookup(self, exact_hit: bool) -> None:
+        self._exact_share += 0.05 * (float(exact_hit) - self._exact_share)
+
     def run(self, work: Callable[[], Any], deadline: float | None) -> Any:
         """Run model work inline, or on a worker thread waiting at most until ``deadline``.
 
@@ -91,6 +101,10 @@ class ModelWork:
         """
         if deadline is None:
             return work()
+        return self.wait(self.submit(work, deadline), deadline)
+
+    def submit(self, work: Callable[[], Any], deadline: float) -> Future[Any]:
+        """Queue model work on a worker thread, or raise ``Overloaded`` if it cannot finish."""
         with self._lock:
             queued = self._inflight // _WORKERS + 1
             if not self._load.finishes_by(deadline, queued, 0.0, time.perf_counter()):
@@ -98,7 +112,9 @@ class ModelWork:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="semcache")
             self._inflight += 1
-            future = self._pool.submit(self._timed, work)
+            return self._pool.submit(self._timed, work)
+
+    def wait(self, future: Future[Any], deadline: float) -> Any:
         try:
             return future.result(timeout=max(0.0, deadline - time.perf_counter()))
         except FutureTimeout as exc:
