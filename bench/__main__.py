@@ -1,5 +1,8 @@
 """``python -m bench``: every benchmark section in one run, printed and written to bench/results.
 
+The ``peers-*`` sections run RedisVL's SemanticCache, langchain-redis, LiteLLM's redis-semantic
+cache and GPTCache beside ours on the same Redis and the same embedding model (``bench/peers``).
+
 Uses ``--redis-url`` / ``$SEMCACHE_REDIS_URL`` / ``$REDIS_URL`` if given, else starts the embedded
 Redis. ``--quick`` runs tiny sizes (the CI smoke test); the figures in results/latest.md come from
 a full run on this machine.
@@ -16,11 +19,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench import core_latency, guards_eval, soak
+from bench import core_latency, guards_eval, peers_e2e, peers_quality, peers_speed, soak
 from semcache_plugins.embedded import EmbeddedRedis, resolve_redis_url
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("calibration", "latency", "soak")
+SECTIONS = ("calibration", "latency", "soak", "peers-speed", "peers-quality", "peers-e2e")
 
 
 @contextlib.contextmanager
@@ -90,6 +93,21 @@ def main(argv: list[str] | None = None) -> int:
                     ]
                 )
                 print("```\n")
+        if "peers-speed" in args.only:
+            speed = (
+                ["--sizes", "200,1000", "--lookups", "60", "--samples", "30"] if args.quick else []
+            )
+            with redis_for(args.redis_url) as url:
+                peers_speed.main(["--redis-url", url, *speed])
+        if "peers-quality" in args.only:
+            plot = out_path.with_name(out_path.stem + "-precision_vs_hit_rate.png")
+            quality = ["--limit", "60", "--qqp-rows", "200"] if args.quick else []
+            with redis_for(args.redis_url) as url:
+                peers_quality.main(["--redis-url", url, "--plot", str(plot), *quality])
+        if "peers-e2e" in args.only:
+            e2e = ["--samples", "10"] if args.quick else []
+            with redis_for(args.redis_url) as url:
+                peers_e2e.main(["--redis-url", url, *e2e])
         print(f"_total run time {time.perf_counter() - started:.0f} s_")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(tee.copy.getvalue())

@@ -132,19 +132,31 @@ def _nearest(
     return out
 
 
-def banking(data: Path, emb: CachedEmbedder) -> list[Lookup]:
+Split = tuple[list[tuple[str, str]], list[tuple[str, str]]]
+
+
+def banking_split(data: Path) -> Split:
+    """Banking77 (train, test) as (text, category) rows."""
+
     def read(name: str) -> list[tuple[str, str]]:
         with (data / "banking77" / name).open(newline="") as handle:
             return [(r["text"], r["category"]) for r in csv.DictReader(handle)]
 
-    return _nearest(emb, "banking77", read("train.csv"), read("test.csv"))
+    return read("train.csv"), read("test.csv")
+
+
+def clinc_split(data: Path) -> Split:
+    """CLINC150 (train, test + oos_test) as (text, intent) rows; oos rows have intent "oos"."""
+    full = json.loads((data / "clinc150" / "data_full.json").read_text())
+    return [(t, i) for t, i in full["train"]], [(t, i) for t, i in full["test"] + full["oos_test"]]
+
+
+def banking(data: Path, emb: CachedEmbedder) -> list[Lookup]:
+    return _nearest(emb, "banking77", *banking_split(data))
 
 
 def clinc(data: Path, emb: CachedEmbedder) -> list[Lookup]:
-    full = json.loads((data / "clinc150" / "data_full.json").read_text())
-    warm = [(t, i) for t, i in full["train"]]
-    stream = [(t, i) for t, i in full["test"] + full["oos_test"]]
-    return _nearest(emb, "clinc150", warm, stream, never="oos")
+    return _nearest(emb, "clinc150", *clinc_split(data), never="oos")
 
 
 def qqp(data: Path, emb: CachedEmbedder, rows: int = 5000) -> list[Lookup]:

@@ -31,3 +31,15 @@ def test_bench_quick_run_writes_every_section(redis_url: str, tmp_path: Path) ->
         assert tier in text
     assert "threshold" in text and "embedding alone" in text
     assert "## Soak" in text and "errors 0\n" in text
+    for section in (
+        "## Peer lookup latency",
+        "## Peer throughput",
+        "## Peer memory and index build",
+        "## Peer hit quality",
+        "## End-to-end hit latency",
+    ):
+        assert section in text, section
+    for peer in ("RedisVL SemanticCache", "langchain-redis", "litellm", "gptcache"):
+        assert peer in text, peer
+    assert "_skipped " not in text and "skipped `" not in text  # every peer ran
+    assert (tmp_path / "quick-precision_vs_hit_rate.png").stat().st_size > 10_000

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from semcache_plugins._flows import answers_agree
 from semcache_plugins._guards import (
     DEFAULT_SIMILARITY_THRESHOLD,
     GuardVerdict,
     check_guards,
     diff_spans,
 )
+from semcache_plugins._records import StoredRecord
 
 
 def verdict(a: str, b: str, embed: FakeEmbed | None = None, sim: float = 0.9) -> GuardVerdict:
@@ -188,3 +190,17 @@ def test_small_edit_is_judged_on_the_edited_phrase() -> None:
 
 def test_without_embed_only_lexical_rules_apply() -> None:
     assert verdict("How do I clean a sofa?", "How do I clean a carpet?").allowed
+
+
+def _candidate(similarity: float, answer: str) -> tuple[float, StoredRecord]:
+    return similarity, StoredRecord(f"id-{answer}", "scope", "prompt", answer, 0.0, False)
+
+
+def test_answers_agree_is_a_ratio_test_over_the_neighbours() -> None:
+    near = [_candidate(0.95, "A"), _candidate(0.90, "B"), _candidate(0.80, "C")]
+    assert not answers_agree(near, 0, margin=0.08)  # B is within 0.08 of A
+    assert answers_agree(near, 0, margin=0.04)  # B is 0.05 away: A stands out
+    assert not answers_agree(near, 1, margin=0.04)  # a nearer neighbour (A) disagrees with B
+    assert answers_agree(near, 0, margin=0.0)  # 0 turns the check off
+    same = [_candidate(0.95, "A"), _candidate(0.94, "A"), _candidate(0.60, "Z")]
+    assert answers_agree(same, 0, margin=0.08) and answers_agree(same, 1, margin=0.08)

@@ -100,6 +100,7 @@ class CacheCore:
                         guards=self.settings.guards,
                         signing_key=key.encode() if key else None,
                         max_response_bytes=self.settings.max_response_bytes,
+                        agreement_margin=self.settings.agreement_margin,
                     )
         return self._config
 

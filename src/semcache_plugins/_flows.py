@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +108,7 @@ class FlowConfig:
     guards: bool
     signing_key: bytes | None
     max_response_bytes: int
+    agreement_margin: float = 0.0  # with guards: neighbours this close must agree (0 = off)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,36 @@ def _read(config: FlowConfig, fields: dict[str, Any], entry_id: str) -> StoredRe
     except SerializationError as exc:
         logger.warning("semcache: ignoring stored entry: %s", exc)
         return None
+
+
+def _in_scope(
+    config: FlowConfig, plan: RequestPlan, rows: list[dict[str, Any]]
+) -> list[tuple[float, StoredRecord]]:
+    """KNN rows decoded and checked (scope, signature), nearest first, with cosine similarity."""
+    found = []
+    for row in rows:
+        similarity = 1.0 - float(row.get("vector_distance", 2.0))
+        entry_id = str(row["id"]).rsplit(":", 1)[-1]
+        record = _read(config, {**row, "payload": row.get(PAYLOAD_ALIAS)}, entry_id)
+        if record is not None and record.scope == plan.scope:
+            found.append((similarity, record))
+    return found
+
+
+def answers_agree(
+    candidates: Sequence[tuple[float, StoredRecord]], index: int, margin: float
+) -> bool:
+    """May candidate ``index`` answer? Not if a nearer neighbour, or one less than ``margin``
+    further away, holds a different answer: the query sits between two answers (a ratio test).
+    A margin of 0 turns the check off."""
+    if margin <= 0:
+        return True
+    similarity, record = candidates[index]
+    return all(
+        other.response == record.response
+        for other_similarity, other in candidates
+        if other_similarity >= similarity - margin
+    )
 
 
 def lookup_flow(
@@ -162,15 +193,14 @@ def lookup_flow(
         min_created_at=min_created,
         exclude_tool_calls=not semantic_tool_calls,
     )
-    candidates = yield RunQuery(knn_query(config.layout.vector_bytes(vector), filter_expression))
-    for candidate in candidates:
-        similarity = 1.0 - float(candidate.get("vector_distance", 2.0))
+    rows = yield RunQuery(knn_query(layout.vector_bytes(vector), filter_expression))
+    candidates = _in_scope(config, plan, rows)
+    for index, (similarity, record) in enumerate(candidates):
         if similarity < config.threshold:
             break  # candidates come nearest first
-        entry_id = str(candidate["id"]).rsplit(":", 1)[-1]
-        record = _read(config, {**candidate, "payload": candidate.get(PAYLOAD_ALIAS)}, entry_id)
-        if record is None or record.scope != plan.scope:
-            continue
+        if config.guards and not answers_agree(candidates, index, config.agreement_margin):
+            logger.debug("semcache: neighbours of %s disagree; a miss", plan.entry_id)
+            break
         if config.guards and not (yield GuardCheck(plan.text, record.prompt, similarity)):
             continue
         hit = CacheHit(
@@ -178,7 +208,7 @@ def lookup_flow(
             "semantic",
             min(similarity, 1.0),
             record.prompt,
-            entry_id,
+            record.entry_id,
             record.created_at,
         )
         return LookupResult(hit, "hits_semantic", vector)

@@ -44,6 +44,13 @@ class CacheSettings(BaseSettings):
     )
     cache_dir: Path = Field(default_factory=cache_dir)
     guards: bool = True
+    agreement_margin: float = Field(
+        default=0.08,
+        ge=0.0,
+        le=0.5,
+        description="With guards: a hit needs every neighbour within this cosine margin to hold "
+        "the same answer (0 turns it off).",
+    )
     preload: bool = Field(
         default=False, description="Load the model in the constructor: a broken one fails there."
     )

@@ -1,0 +1,188 @@
+"""The benchmark's peer caches (bench/peers/) on a real Redis with the real MiniLM, no mocks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+import redis
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch on import
+
+from bench.peers.base import Entry, PeerCache, SharedEmbedder  # noqa: E402
+
+from semcache_plugins import Embedder  # noqa: E402
+
+PASSWORD = "How do I reset my password?"
+ENTRIES = [
+    (PASSWORD, "Open Settings, then Security, then Reset password."),
+    ("What is the capital of France?", "Paris."),
+    ("How many legs does a spider have?", "Eight."),
+]
+PARAPHRASE = "how can I reset my password"
+UNRELATED = "Recommend a good pasta recipe"  # cosine < 0.07 to every entry
+#: cosine 0.27 to "What is the capital of France?": a hit only for a threshold below that.
+LOOSE = "What is the boiling point of water?"
+
+
+def _entries(shared: SharedEmbedder) -> list[Entry]:
+    vectors = shared.vectors([prompt for prompt, _ in ENTRIES])
+    return [Entry(p, r, v) for (p, r), v in zip(ENTRIES, vectors, strict=True)]
+
+
+def _footprint(client: redis.Redis) -> tuple[int, int]:
+    """Keys and search indexes on the server."""
+    indexes = client.execute_command("FT._LIST")  # type: ignore[no-untyped-call]
+    return int(client.dbsize()), len(indexes)
+
+
+def _exercise(make: Callable[[], PeerCache], client: redis.Redis, shared: SharedEmbedder) -> None:
+    """Fill, exact hit, paraphrase per threshold, miss, nearest, store, then a clean close."""
+    before = _footprint(client)
+    peer = make()
+    try:
+        assert 0.0 < peer.default_similarity < 1.0 and peer.notes
+        peer.fill(_entries(shared))
+        keys, indexes = _footprint(client)
+        assert keys >= before[0] + 3 and indexes == before[1] + 1
+        answer = ENTRIES[0][1]
+        assert peer.check(PASSWORD) == answer
+        best, similarity = peer.nearest(PASSWORD)
+        assert best == answer and similarity == pytest.approx(1.0, abs=1e-3)
+        best, similarity = peer.nearest(PARAPHRASE)
+        assert best == answer and 0.9 < similarity < 1.0
+        assert peer.check(PARAPHRASE) == (answer if similarity >= peer.default_similarity else None)
+        assert peer.check(UNRELATED) is None
+        assert peer.nearest(UNRELATED)[1] < peer.default_similarity
+        peer.store("What is the boiling point of water at sea level?", "100 degrees Celsius.")
+        assert peer.check("What is the boiling point of water at sea level?") == (
+            "100 degrees Celsius."
+        )
+    finally:
+        peer.close()
+    assert _footprint(client) == before
+
+
+async def _agrees(make: Callable[[], PeerCache], shared: SharedEmbedder) -> None:
+    """``acheck`` gives what ``check`` gives: hit, paraphrase and miss."""
+    peer = make()
+    try:
+        peer.fill(_entries(shared))
+        for prompt in (PASSWORD, PARAPHRASE, UNRELATED, LOOSE):
+            assert await peer.acheck(prompt) == peer.check(prompt), prompt
+        assert await peer.acheck(PASSWORD) == ENTRIES[0][1]
+    finally:
+        peer.close()
+
+
+# --- langchain-redis -------------------------------------------------------------------------
+
+
+def _langchain(redis_url: str, shared: SharedEmbedder) -> Callable[[], PeerCache]:
+    from bench.peers.langchain_redis_peer import LangChainRedisPeer
+
+    return lambda: LangChainRedisPeer(redis_url, shared)
+
+
+def test_langchain_redis_peer_hits_misses_and_cleans_up(
+    redis_url: str, redis_client: redis.Redis, embedder: Embedder
+) -> None:
+    shared = SharedEmbedder(embedder)
+    _exercise(_langchain(redis_url, shared), redis_client, shared)
+
+
+async def test_langchain_redis_peer_acheck_agrees_with_check(
+    redis_url: str, embedder: Embedder
+) -> None:
+    shared = SharedEmbedder(embedder)
+    await _agrees(_langchain(redis_url, shared), shared)
+
+
+def test_langchain_redis_peer_default_is_distance_0_2(redis_url: str, embedder: Embedder) -> None:
+    shared = SharedEmbedder(embedder)
+    peer = _langchain(redis_url, shared)()
+    try:
+        assert peer.default_similarity == pytest.approx(0.8)
+        peer.fill(_entries(shared))
+        assert peer.check(LOOSE) is None  # cosine 0.27 < 0.8
+    finally:
+        peer.close()
+
+
+# --- LiteLLM redis-semantic ------------------------------------------------------------------
+
+
+def _litellm(redis_url: str, shared: SharedEmbedder) -> Callable[[], PeerCache]:
+    from bench.peers.litellm_peer import LiteLLMRedisSemanticPeer
+
+    return lambda: LiteLLMRedisSemanticPeer(redis_url, shared)
+
+
+def test_litellm_peer_hits_misses_and_cleans_up(
+    redis_url: str, redis_client: redis.Redis, embedder: Embedder
+) -> None:
+    shared = SharedEmbedder(embedder)
+    _exercise(_litellm(redis_url, shared), redis_client, shared)
+
+
+async def test_litellm_peer_acheck_agrees_with_check(redis_url: str, embedder: Embedder) -> None:
+    shared = SharedEmbedder(embedder)
+    await _agrees(_litellm(redis_url, shared), shared)
+
+
+async def test_litellm_peer_embeds_through_litellm(redis_url: str, embedder: Embedder) -> None:
+    """Every lookup embeds via litellm.embedding/aembedding into the registered provider."""
+    import litellm
+    import numpy as np
+    from bench.peers.litellm_peer import EMBEDDING_MODEL, LiteLLMRedisSemanticPeer
+
+    shared = SharedEmbedder(embedder)
+    peer = LiteLLMRedisSemanticPeer(redis_url, shared)
+    try:
+        response = litellm.embedding(model=EMBEDDING_MODEL, input=[PARAPHRASE])
+        got = np.asarray(response.data[0]["embedding"], dtype=np.float32)
+        assert np.allclose(got, shared.vectors([PARAPHRASE])[0], atol=1e-6)
+        peer.fill(_entries(shared))
+        calls = peer.handler.calls
+        assert peer.check(PASSWORD) == ENTRIES[0][1]
+        assert await peer.acheck(PASSWORD) == ENTRIES[0][1]
+        assert peer.handler.calls == calls + 2
+        assert peer.check(LOOSE) is None  # cosine 0.27 < 0.8
+    finally:
+        peer.close()
+
+
+# --- GPTCache --------------------------------------------------------------------------------
+
+
+def _gptcache(redis_url: str, shared: SharedEmbedder) -> Callable[[], PeerCache]:
+    from bench.peers.gptcache_peer import GPTCachePeer
+
+    return lambda: GPTCachePeer(redis_url, shared)
+
+
+def test_gptcache_peer_hits_misses_and_cleans_up(
+    redis_url: str, redis_client: redis.Redis, embedder: Embedder
+) -> None:
+    shared = SharedEmbedder(embedder)
+    _exercise(_gptcache(redis_url, shared), redis_client, shared)
+
+
+async def test_gptcache_peer_acheck_agrees_with_check(redis_url: str, embedder: Embedder) -> None:
+    shared = SharedEmbedder(embedder)
+    await _agrees(_gptcache(redis_url, shared), shared)
+
+
+def test_gptcache_peer_default_is_cosine_0_2(redis_url: str, embedder: Embedder) -> None:
+    """Its defaults (0.8 of a 0..4 distance range) on Redis cosine distance mean cos >= 0.2."""
+    shared = SharedEmbedder(embedder)
+    peer = _gptcache(redis_url, shared)()
+    try:
+        assert peer.default_similarity == pytest.approx(0.2)
+        peer.fill(_entries(shared))
+        best, similarity = peer.nearest(LOOSE)
+        assert best == "Paris." and 0.2 < similarity < 0.5
+        assert peer.check(LOOSE) == "Paris."  # a wrong answer, served at its default threshold
+    finally:
+        peer.close()
