@@ -87,9 +87,13 @@ class ModelWork:
 
     @property
     def speculate(self) -> bool:
-        """Start a lookup's embedding before its exact-tier read returns? Yes unless most
-        recent lookups were exact hits (then the embedding would mostly be wasted)."""
+        """Start a lookup's embedding before its exact-tier read returns? Only while most recent
+        lookups were not exact hits (else it would mostly be wasted); callers also check that
+        the model is idle, so speculation never takes capacity from work that is needed."""
         return self._exact_share < 0.5
+
+    def sync_idle(self) -> bool:
+        return self._inflight == 0
 
     def note_lookup(self, exact_hit: bool) -> None:
         self._exact_share += 0.05 * (float(exact_hit) - self._exact_share)

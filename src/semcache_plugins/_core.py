@@ -176,7 +176,12 @@ class CacheCore:
         start now, while the exact-tier read is in flight."""
         self._check_breaker()
         early = None
-        if prefetch is not None and deadline is not None and self._speculating(prefetch):
+        if (
+            prefetch is not None
+            and deadline is not None
+            and self._work.sync_idle()
+            and self._speculating(prefetch)
+        ):
             with contextlib.suppress(Overloaded):  # no room to speculate: embed when asked
                 early = self._work.submit(partial(self._work.embed_one, prefetch), deadline)
         try:
@@ -205,7 +210,7 @@ class CacheCore:
         """Async twin of :meth:`_run`."""
         self._check_breaker()
         early = None
-        if prefetch is not None and self._speculating(prefetch):
+        if prefetch is not None and self._work.batcher.idle() and self._speculating(prefetch):
             early = asyncio.ensure_future(self._work.aembed_one(prefetch, deadline))
             early.add_done_callback(_retrieve)
         try:
