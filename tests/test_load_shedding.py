@@ -54,20 +54,6 @@ async def test_batcher_sheds_what_the_queue_cannot_reach_in_time() -> None:
     assert outcomes.count("shed") == 50 - outcomes.count("done")  # refused at once, not late
 
 
-async def test_batcher_reports_idle_only_with_nothing_queued_or_running() -> None:
-    def slow_embed(texts: Sequence[str]) -> list[np.ndarray | None]:
-        time.sleep(0.05)
-        return [np.ones(4, dtype=np.float32) for _ in texts]
-
-    batcher = EmbedBatcher(slow_embed)
-    assert batcher.idle()  # speculative embeddings only use an idle model
-    task = asyncio.ensure_future(batcher.embed("busy"))
-    await asyncio.sleep(0.01)
-    assert not batcher.idle()
-    await task
-    assert batcher.idle()
-
-
 async def test_async_burst_beyond_the_deadline_is_shed_not_waited_out(
     redis_url: str, index_prefix: str, embedder: Embedder
 ) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from semcache_plugins._errors import SerializationError
-from semcache_plugins._index import IndexLayout, entry_filter
+from semcache_plugins._index import IndexLayout, entry_filter, knn_command, search_rows
 from semcache_plugins._records import decode_record, encode_response, record_signature
 from semcache_plugins._stats import CacheStats, CircuitBreaker
 
@@ -106,6 +106,38 @@ def test_float16_layout_is_its_own_index_that_no_float32_prefix_matches() -> Non
     assert np.frombuffer(f16.vector_bytes(unit), dtype=np.float16).tolist() == pytest.approx(
         [0.6, 0.8, 0.0, 0.0], abs=1e-3
     )
+
+
+def test_knn_command_is_a_prefiltered_knn_sorted_nearest_first() -> None:
+    layout = IndexLayout("sc", "v1", 4)
+    args = knn_command(layout, b"VEC", entry_filter(layout, scope="abc"))
+    assert args[:2] == ("FT.SEARCH", "sc-v1")
+    assert (
+        args[2].startswith("(") and "@scope:{abc}" in args[2] and "=>[KNN 4 @embedding" in args[2]
+    )
+    assert args[args.index("RETURN") : args.index("SORTBY")] == ("RETURN", 1, "vector_distance")
+    assert args[-2:] == ("vector", b"VEC") and "VECTOR_RANGE" not in args[2]
+
+
+def test_search_rows_reads_resp2_and_resp3_replies() -> None:
+    resp2 = [2, b"k:1", [b"vector_distance", b"0.1", b"payload_json", b"x"], b"k:2", []]
+    resp3 = {
+        b"total_results": 2,
+        b"results": [
+            {
+                b"id": b"k:1",
+                b"extra_attributes": {b"vector_distance": b"0.1", b"payload_json": b"x"},
+            },
+            {b"id": b"k:2", b"extra_attributes": {}, b"values": []},
+        ],
+    }
+    expected = [{"id": "k:1", "vector_distance": b"0.1", "payload_json": b"x"}, {"id": "k:2"}]
+    assert search_rows(resp2) == expected == search_rows(resp3)
+    decoded = {"results": [{"id": "k:1", "extra_attributes": {"payload_json": "x"}}]}
+    assert search_rows(decoded) == [{"id": "k:1", "payload_json": "x"}]  # decode_responses=True
+    assert search_rows([0]) == [] == search_rows({b"results": []})
+    assert search_rows([2, b"k:1", b"k:2"]) == [{"id": "k:1"}, {"id": "k:2"}]  # NOCONTENT
+    assert search_rows([1, b"k:1"]) == [{"id": "k:1"}]
 
 
 def test_entry_filter_is_a_tag_prefilter() -> None:

@@ -21,8 +21,8 @@ from redisvl.exceptions import RedisVLError
 from redisvl.index import AsyncSearchIndex, SearchIndex
 
 from ._errors import BackendError, ConfigurationError
-from ._flows import DeleteKeys, Op, ReadEntry, RunQuery, WriteBatch, WriteEntry
-from ._index import RECORD_FIELDS, IndexLayout
+from ._flows import DeleteKeys, Op, ReadEntries, ReadEntry, Search, WriteBatch, WriteEntry
+from ._index import RECORD_FIELDS, IndexLayout, search_rows
 from ._settings import CacheSettings
 from ._stats import CircuitBreaker
 
@@ -163,9 +163,14 @@ class SyncBackend:
         client = self.client()
         if isinstance(op, ReadEntry):
             return _fields(client.hmget(op.key, list(RECORD_FIELDS)))
-        index = self.index(layout)
-        if isinstance(op, RunQuery):
-            return index.query(op.query)
+        if isinstance(op, ReadEntries):
+            with client.pipeline(transaction=False) as pipe:
+                for key in op.keys:
+                    pipe.hmget(key, list(RECORD_FIELDS))
+                return [_fields(values) for values in pipe.execute()]
+        self.index(layout)  # created once; every op below needs it
+        if isinstance(op, Search):
+            return search_rows(client.execute_command(*op.args))  # type: ignore[no-untyped-call]
         if isinstance(op, WriteEntry | WriteBatch):
             with client.pipeline(transaction=True) as pipe:
                 _queue_writes(pipe, op)
@@ -263,9 +268,14 @@ class AsyncBackend:
         client = self._state().client
         if isinstance(op, ReadEntry):
             return _fields(await client.hmget(op.key, list(RECORD_FIELDS)))
-        index = await self.index(layout)
-        if isinstance(op, RunQuery):
-            return await index.query(op.query)
+        if isinstance(op, ReadEntries):
+            async with client.pipeline(transaction=False) as pipe:
+                for key in op.keys:
+                    pipe.hmget(key, list(RECORD_FIELDS))
+                return [_fields(values) for values in await pipe.execute()]
+        await self.index(layout)  # created once; every op below needs it
+        if isinstance(op, Search):
+            return search_rows(await client.execute_command(*op.args))  # type: ignore[no-untyped-call]
         if isinstance(op, WriteEntry | WriteBatch):
             async with client.pipeline(transaction=True) as pipe:
                 _queue_writes(pipe, op)

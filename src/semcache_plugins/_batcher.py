@@ -92,11 +92,6 @@ class EmbedBatcher:
             loop.call_soon(self._flush, loop, queue)
         return await future
 
-    def idle(self) -> bool:
-        """Nothing queued or running on the current loop."""
-        queue = self._queues.get(asyncio.get_running_loop())
-        return queue is None or not (queue.running or queue.pending)
-
     def batch_sizes(self) -> list[int]:
         """Sizes of the batches run on the current loop (for benchmarks)."""
         queue = self._queues.get(asyncio.get_running_loop())

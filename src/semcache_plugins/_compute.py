@@ -26,6 +26,7 @@ logger = logging.getLogger("semcache_plugins")
 # Texts longer than this many characters per model token are over the limit without tokenizing.
 _CHARS_PER_TOKEN_CAP = 64
 _WORKERS = 2  # threads running deadline-bound model work for sync lookups
+_INLINE_FACTOR = 20  # inline only when 20x the measured cost still fits before the deadline
 
 
 class DeadlineExceeded(Exception):
@@ -44,7 +45,6 @@ class ModelWork:
         self._lock = threading.Lock()
         self._load = LoadEstimator()  # seconds per unit of sync model work
         self._inflight = 0
-        self._exact_share = 0.0  # recent share of lookups answered by the exact tier (EWMA)
 
     def embed_texts(self, texts: Sequence[str]) -> list[np.ndarray | None]:
         """Embed texts in one model call (memoized); None for a text longer than the model reads."""
@@ -85,26 +85,23 @@ class ModelWork:
             logger.debug("semcache: guard rejected a candidate (%s)", verdict.reason)
         return verdict.allowed
 
-    @property
-    def speculate(self) -> bool:
-        """Start a lookup's embedding before its exact-tier read returns? Only while most recent
-        lookups were not exact hits (else it would mostly be wasted); callers also check that
-        the model is idle, so speculation never takes capacity from work that is needed."""
-        return self._exact_share < 0.5
-
-    def sync_idle(self) -> bool:
-        return self._inflight == 0
-
-    def note_lookup(self, exact_hit: bool) -> None:
-        self._exact_share += 0.05 * (float(exact_hit) - self._exact_share)
-
     def run(self, work: Callable[[], Any], deadline: float | None) -> Any:
         """Run model work inline, or on a worker thread waiting at most until ``deadline``.
 
-        Raises ``Overloaded`` at once when the work already queued cannot finish in time.
+        With a deadline, work runs inline only on an idle model whose measured cost is a small
+        fraction of the time left (no thread hand-off on the common path); otherwise it goes to
+        a worker thread, and ``Overloaded`` is raised at once when the work already queued
+        cannot finish in time.
         """
         if deadline is None:
             return work()
+        with self._lock:
+            cost = _INLINE_FACTOR * self._load.per_unit
+            inline = self._inflight == 0 and cost > 0.0 and time.perf_counter() + cost <= deadline
+            if inline:
+                self._inflight += 1
+        if inline:
+            return self._timed(work)
         return self.wait(self.submit(work, deadline), deadline)
 
     def submit(self, work: Callable[[], Any], deadline: float) -> Future[Any]:

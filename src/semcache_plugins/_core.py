@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -37,12 +36,6 @@ __all__ = ["CacheCore", "adapter_core"]
 
 logger = logging.getLogger("semcache_plugins")
 Messages = Sequence[Mapping[str, Any]]
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Mark a speculative embedding's exception as seen (an exact hit may never await it)."""
-    if not future.cancelled():
-        future.exception()
 
 
 class CacheCore:
@@ -158,7 +151,6 @@ class CacheCore:
         return entry_id
 
     def _finish(self, plan: RequestPlan, result: LookupResult, started: float) -> CacheHit | None:
-        self._work.note_lookup(result.outcome == "hits_exact")
         if result.outcome == "skipped":
             self._stats.count("lookups")
         else:
@@ -171,27 +163,14 @@ class CacheCore:
 
     # -- drivers ---------------------------------------------------------------------------
 
-    def _run(self, flow: Flow, deadline: float | None = None, prefetch: str | None = None) -> Any:
-        """Drive a flow with the sync client; ``prefetch``: a lookup's text whose embedding may
-        start now, while the exact-tier read is in flight."""
+    def _run(self, flow: Flow, deadline: float | None = None) -> Any:
         self._check_breaker()
-        early = None
-        if (
-            prefetch is not None
-            and deadline is not None
-            and self._work.sync_idle()
-            and self._speculating(prefetch)
-        ):
-            with contextlib.suppress(Overloaded):  # no room to speculate: embed when asked
-                early = self._work.submit(partial(self._work.embed_one, prefetch), deadline)
         try:
             op = next(flow)
             while True:
                 if isinstance(op, EmbedQuery):
                     result: Any = self._work.vectors.get(op.text)
-                    if result is None and early is not None and op.text == prefetch:
-                        result = self._work.wait(early, deadline)  # type: ignore[arg-type]
-                    elif result is None:
+                    if result is None:
                         result = self._work.run(partial(self._work.embed_one, op.text), deadline)
                 elif isinstance(op, GuardCheck):
                     result = self._work.run(partial(self._work.guard, op), deadline)
@@ -204,23 +183,14 @@ class CacheCore:
             self._stats.count("errors")
             raise
 
-    async def _arun(
-        self, flow: Flow, deadline: float | None = None, prefetch: str | None = None
-    ) -> Any:
+    async def _arun(self, flow: Flow, deadline: float | None = None) -> Any:
         """Async twin of :meth:`_run`."""
         self._check_breaker()
-        early = None
-        if prefetch is not None and self._work.batcher.idle() and self._speculating(prefetch):
-            early = asyncio.ensure_future(self._work.aembed_one(prefetch, deadline))
-            early.add_done_callback(_retrieve)
         try:
             op = next(flow)
             while True:
                 if isinstance(op, EmbedQuery):
-                    if early is not None and op.text == prefetch:
-                        result: Any = await early
-                    else:
-                        result = await self._work.aembed_one(op.text, deadline)
+                    result: Any = await self._work.aembed_one(op.text, deadline)
                 elif isinstance(op, GuardCheck):
                     result = await asyncio.to_thread(self._work.guard, op)
                 else:
@@ -231,9 +201,6 @@ class CacheCore:
         except SemcacheError:
             self._stats.count("errors")
             raise
-
-    def _speculating(self, text: str) -> bool:
-        return self._work.speculate and self._work.vectors.get(text) is None
 
     # -- public API ------------------------------------------------------------------------
 
@@ -256,7 +223,7 @@ class CacheCore:
         flow = lookup_flow(config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls)
         try:
             deadline = started + self.settings.lookup_timeout
-            result = self._run(flow, deadline, prefetch=plan.text if plan.semantic else None)
+            result = self._run(flow, deadline)
         except Overloaded:
             self._stats.skip("overloaded")
             return None
@@ -283,10 +250,9 @@ class CacheCore:
         started = time.perf_counter()
         flow = lookup_flow(config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls)
         deadline = started + self.settings.lookup_timeout
-        prefetch = plan.text if plan.semantic else None
         try:
             result = await asyncio.wait_for(
-                self._arun(flow, deadline, prefetch), self.settings.lookup_timeout
+                self._arun(flow, deadline), self.settings.lookup_timeout
             )
         except Overloaded:
             self._stats.skip("overloaded")

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from redisvl.query import BaseQuery
 
 from ._errors import SerializationError
-from ._index import PAYLOAD_ALIAS, IndexLayout, entry_filter, ids_query, knn_query
+from ._index import IndexLayout, entry_filter, ids_command, knn_command
 from ._records import StoredRecord, decode_record, encode_response, record_signature
 from ._scope import RequestPlan
 from ._types import CacheHit
@@ -29,8 +28,9 @@ __all__ = [
     "GuardCheck",
     "LookupResult",
     "Op",
+    "ReadEntries",
     "ReadEntry",
-    "RunQuery",
+    "Search",
     "WriteBatch",
     "WriteEntry",
     "invalidate_flow",
@@ -50,6 +50,13 @@ class ReadEntry:
 
 
 @dataclass(frozen=True)
+class ReadEntries:
+    """HMGET the record fields of several keys in one round trip; result: list of ReadEntry's."""
+
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class EmbedQuery:
     """Embed one text; result: float32 vector, or None when it exceeds the model's max tokens."""
 
@@ -57,10 +64,10 @@ class EmbedQuery:
 
 
 @dataclass(frozen=True)
-class RunQuery:
-    """Run a RedisVL query; result: list of result dicts."""
+class Search:
+    """Run ``FT.SEARCH`` with these arguments; result: its documents as dicts."""
 
-    query: BaseQuery
+    args: tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -95,7 +102,16 @@ class DeleteKeys:
     keys: tuple[str, ...]
 
 
-Op = ReadEntry | EmbedQuery | RunQuery | GuardCheck | WriteEntry | WriteBatch | DeleteKeys
+Op = (
+    ReadEntry
+    | ReadEntries
+    | EmbedQuery
+    | Search
+    | GuardCheck
+    | WriteEntry
+    | WriteBatch
+    | DeleteKeys
+)
 Flow = Generator[Op, Any, Any]
 
 
@@ -128,18 +144,32 @@ def _read(config: FlowConfig, fields: dict[str, Any], entry_id: str) -> StoredRe
         return None
 
 
-def _in_scope(
-    config: FlowConfig, plan: RequestPlan, rows: list[dict[str, Any]]
-) -> list[tuple[float, StoredRecord]]:
-    """KNN rows decoded and checked (scope, signature), nearest first, with cosine similarity."""
-    found = []
+def _close_ids(config: FlowConfig, rows: list[dict[str, Any]]) -> list[tuple[float, str]]:
+    """(similarity, key) of the KNN rows that can matter, nearest first. Rows further than the
+    agreement margin below the threshold can neither hit nor disagree with a hit."""
+    floor = config.threshold - (config.agreement_margin if config.guards else 0.0)
+    close = []
     for row in rows:
         similarity = 1.0 - float(row.get("vector_distance", 2.0))
-        entry_id = str(row["id"]).rsplit(":", 1)[-1]
-        record = _read(config, {**row, "payload": row.get(PAYLOAD_ALIAS)}, entry_id)
+        if similarity < floor:
+            break  # nearest first
+        close.append((similarity, str(row["id"])))
+    return close
+
+
+def _in_scope(
+    config: FlowConfig,
+    plan: RequestPlan,
+    close: list[tuple[float, str]],
+    found: list[dict[str, Any] | None],
+) -> list[tuple[float, StoredRecord]]:
+    """The records read back for ``close``, decoded and checked (scope, signature)."""
+    candidates = []
+    for (similarity, key), fields in zip(close, found, strict=True):
+        record = None if fields is None else _read(config, fields, key.rsplit(":", 1)[-1])
         if record is not None and record.scope == plan.scope:
-            found.append((similarity, record))
-    return found
+            candidates.append((similarity, record))
+    return candidates
 
 
 def answers_agree(
@@ -193,8 +223,12 @@ def lookup_flow(
         min_created_at=min_created,
         exclude_tool_calls=not semantic_tool_calls,
     )
-    rows = yield RunQuery(knn_query(layout.vector_bytes(vector), filter_expression))
-    candidates = _in_scope(config, plan, rows)
+    rows = yield Search(knn_command(layout, layout.vector_bytes(vector), filter_expression))
+    close = _close_ids(config, rows)  # a miss (the usual case) stops here: no records read
+    if not close:
+        return LookupResult(None, "misses", vector)
+    found = yield ReadEntries(tuple(key for _, key in close))
+    candidates = _in_scope(config, plan, close, found)
     for index, (similarity, record) in enumerate(candidates):
         if similarity < config.threshold:
             break  # candidates come nearest first
@@ -273,10 +307,11 @@ def invalidate_flow(
     model: str | None = None,
 ) -> Generator[Op, Any, int]:
     """Delete every entry of this index that matches the given scope parts; returns the count."""
-    query = ids_query(entry_filter(config.layout, namespace=namespace, system=system, model=model))
+    scope = entry_filter(config.layout, namespace=namespace, system=system, model=model)
+    query = Search(ids_command(config.layout, scope))
     removed = 0
     while True:
-        found = yield RunQuery(query)
+        found = yield query
         keys = tuple(str(item["id"]) for item in found)
         if not keys:
             return removed

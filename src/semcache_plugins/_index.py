@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from redisvl.query import FilterQuery, VectorQuery
 from redisvl.query.filter import FilterExpression, Num, Tag
 
 __all__ = [
@@ -20,13 +19,14 @@ __all__ = [
     "VECTOR_FIELD",
     "IndexLayout",
     "entry_filter",
-    "knn_query",
+    "ids_command",
+    "knn_command",
+    "search_rows",
 ]
 
 VECTOR_FIELD = "embedding"
 # Fields read back on a hit (never the vector).
 RECORD_FIELDS = ("scope", "prompt", "payload", "created_at", "tools", "sig")
-PAYLOAD_ALIAS = "payload_json"  # what KNN results call the "payload" field
 KNN_CANDIDATES = 4
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
@@ -119,24 +119,77 @@ def entry_filter(
     return expr
 
 
-def knn_query(vector: bytes, filter_expression: FilterExpression) -> VectorQuery:
-    """KNN (not a range query: filtered HNSW range queries can miss neighbours) with the filter."""
-    query = VectorQuery(
-        vector=vector,
-        vector_field_name=VECTOR_FIELD,
-        return_fields=[field for field in RECORD_FIELDS if field != "payload"],
-        filter_expression=filter_expression,
-        num_results=KNN_CANDIDATES,
-        ef_runtime=HNSW_EF_RUNTIME,
-        return_score=True,
+def knn_command(
+    layout: IndexLayout, vector: bytes, filter_expression: FilterExpression
+) -> tuple[Any, ...]:
+    """``FT.SEARCH`` arguments of the KNN query (not a range query: filtered HNSW range queries
+    can miss neighbours), pre-filtered, nearest first, returning ids and distances only (the few
+    records that can matter are read next). Sent as is: no query object per lookup."""
+    knn = (
+        f"({filter_expression})=>[KNN {KNN_CANDIDATES} @{VECTOR_FIELD} $vector "
+        f"EF_RUNTIME {HNSW_EF_RUNTIME} AS vector_distance]"
     )
-    # redis-py's Document and RedisVL's results both reserve "payload": return it under an alias.
-    query.return_field("payload", as_field=PAYLOAD_ALIAS)
-    return query
+    return (
+        "FT.SEARCH",
+        layout.name,
+        knn,
+        "RETURN",
+        1,
+        "vector_distance",
+        "SORTBY",
+        "vector_distance",
+        "ASC",
+        "DIALECT",
+        2,
+        "LIMIT",
+        0,
+        KNN_CANDIDATES,
+        "PARAMS",
+        2,
+        "vector",
+        vector,
+    )
 
 
-def ids_query(filter_expression: FilterExpression, *, batch: int = 100) -> FilterQuery:
-    """Ids of matching entries, for invalidation (deleting a batch must beat the socket timeout)."""
-    query = FilterQuery(filter_expression=filter_expression, return_fields=[], num_results=batch)
-    query.no_content()
-    return query
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _get(mapping: dict[Any, Any], name: str) -> Any:
+    return mapping.get(name.encode(), mapping.get(name))
+
+
+def search_rows(reply: Any) -> list[dict[str, Any]]:
+    """The documents of an ``FT.SEARCH`` reply (RESP2 list or RESP3 map) as dicts with ``id``."""
+    rows: list[dict[str, Any]] = []
+    if isinstance(reply, dict):  # RESP3
+        for result in _get(reply, "results") or []:
+            fields = _get(result, "extra_attributes") or {}
+            rows.append({"id": _str(_get(result, "id")), **{_str(k): v for k, v in fields.items()}})
+        return rows
+    body = reply[1:]  # RESP2: total, then id [fields] pairs, or ids alone (NOCONTENT)
+    if not (len(body) >= 2 and isinstance(body[1], list)):
+        return [{"id": _str(doc_id)} for doc_id in body]
+    for doc_id, fields in zip(body[::2], body[1::2], strict=True):
+        row = {"id": _str(doc_id)}
+        row.update((_str(k), v) for k, v in zip(fields[::2], fields[1::2], strict=True))
+        rows.append(row)
+    return rows
+
+
+def ids_command(
+    layout: IndexLayout, filter_expression: FilterExpression, *, batch: int = 100
+) -> tuple[Any, ...]:
+    """``FT.SEARCH`` arguments for the ids of matching entries (invalidation deletes them in
+    batches: one batch must beat the socket timeout)."""
+    return (
+        "FT.SEARCH",
+        layout.name,
+        str(filter_expression),
+        "NOCONTENT",
+        "DIALECT",
+        2,
+        "LIMIT",
+        0,
+        batch,
+    )
