@@ -58,9 +58,9 @@ def _warm(tmp_path: Path, target: list[str], records: list[dict[str, Any]]) -> s
     return ok("warm", str(data), "--model", "gpt-a", "--batch-size", "2", *target)
 
 
-def _fake_index(client: redis.Redis, prefix: str, docs: int) -> str:
+def _fake_index(client: redis.Redis, prefix: str, docs: int, dtype: Any = "float32") -> str:
     """An index of another embedding version under the same prefix, with ``docs`` entries."""
-    layout = IndexLayout(prefix, FAKE_VERSION, 4)
+    layout = IndexLayout(prefix, FAKE_VERSION, 4, dtype)
     SearchIndex.from_dict(layout.schema(), redis_client=client).create()
     for i in range(docs):
         client.hset(layout.key(f"e{i}"), mapping={"version": FAKE_VERSION, "namespace": "x"})
@@ -153,6 +153,32 @@ def test_indexes_drop_old(
     assert old not in names and current in names
     assert list(redis_client.scan_iter(match=f"{index_prefix}:{FAKE_VERSION}:*")) == []
     assert [i["entries"] for i in _stats(target)["indexes"]] == [2]
+
+
+def test_float16_indexes_count_for_their_embedding_version(
+    tmp_path: Path,
+    target: list[str],
+    index_prefix: str,
+    redis_client: redis.Redis,
+    embedder: Embedder,
+) -> None:
+    _warm(tmp_path, target, RECORDS[:2])
+    current = f"{index_prefix}-{embedder.fingerprint.digest}"
+    current_f16 = IndexLayout(index_prefix, embedder.fingerprint.digest, 4, "float16")
+    SearchIndex.from_dict(current_f16.schema(), redis_client=redis_client).create()
+
+    def old_indexes() -> set[str]:  # float32 with 2 entries, float16 with 1
+        f16 = _fake_index(redis_client, index_prefix, 1, "float16")
+        return {_fake_index(redis_client, index_prefix, 2), f16}
+
+    old = old_indexes()
+    dropped = ok("indexes", "--drop-old", *target).splitlines()
+    assert dropped[-1] == "dropped 2 old index(es)"  # the current version's float16 index stays
+    names = {n.decode() for n in redis_client.execute_command("FT._LIST")}
+    assert {current, current_f16.name} <= names and not old & names
+    old = old_indexes()
+    out = ok("invalidate", "--embedding-version", FAKE_VERSION, *target)
+    assert out.strip() == f"removed 3 entries (dropped index {', '.join(sorted(old))})"
 
 
 def test_no_redis_is_one_clear_line(tmp_path: Path) -> None:

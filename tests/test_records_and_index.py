@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from semcache_plugins._errors import SerializationError
-from semcache_plugins._index import IndexLayout, entry_filter, knn_command, search_rows
+from semcache_plugins._index import (
+    IndexLayout,
+    entry_filter,
+    index_version,
+    knn_command,
+    search_rows,
+)
 from semcache_plugins._records import decode_record, encode_response, record_signature
 from semcache_plugins._stats import CacheStats, CircuitBreaker
 
@@ -138,6 +144,12 @@ def test_search_rows_reads_resp2_and_resp3_replies() -> None:
     assert search_rows([0]) == [] == search_rows({b"results": []})
     assert search_rows([2, b"k:1", b"k:2"]) == [{"id": "k:1"}, {"id": "k:2"}]  # NOCONTENT
     assert search_rows([1, b"k:1"]) == [{"id": "k:1"}]
+
+
+def test_index_names_give_back_their_embedding_version() -> None:
+    for dtype in ("float32", "float16"):
+        assert index_version("sc", IndexLayout("sc", "ab12", 4, dtype).name) == "ab12"
+    assert index_version("sc", "sc-x-ab12") is None and index_version("sc", "other-ab12") is None
 
 
 def test_entry_filter_is_a_tag_prefilter() -> None:

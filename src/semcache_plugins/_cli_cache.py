@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from ._cli_io import command, jsonl_records, progress_bar, with_redis, write_thr
 from ._core import CacheCore
 from ._embedder import Embedder
 from ._errors import ConfigurationError, SemcacheError
+from ._index import index_version
 from ._settings import CacheSettings
 from ._warm import WarmItem, warm_item
 from .embedded import resolve_redis_url, running_server
@@ -74,12 +74,12 @@ def _ft_info(client: redis.Redis, name: str) -> dict[str, Any]:
 
 
 def index_versions(client: redis.Redis, prefix: str) -> dict[str, str]:
-    """``{index name: embedding version}`` for the cache indexes named ``{prefix}-{version}``."""
-    pattern = re.compile(re.escape(prefix) + r"-([^-]+)")
+    """``{index name: embedding version}`` for the cache indexes under ``prefix`` (a float16
+    index counts for the embedding version it holds)."""
     found = {}
     for name in sorted(str(n) for n in _call(client, "FT._LIST")):
-        if match := pattern.fullmatch(name):
-            found[name] = match.group(1)
+        if version := index_version(prefix, name):
+            found[name] = version
     return found
 
 
@@ -154,12 +154,15 @@ def _invalidate(args: argparse.Namespace) -> int:
     if args.embedding_version is not None:
         if any(part is not None for part in scoped):
             raise ConfigurationError("--embedding-version cannot be combined with other filters")
-        name = f"{_prefix(args)}-{args.embedding_version}"
         with _client(args) as client:
-            if name not in index_versions(client, _prefix(args)):
-                raise ConfigurationError(f"no index {name}")
-            removed = _drop(client, name)
-        print(f"removed {removed} entries (dropped index {name})")
+            versions = index_versions(client, _prefix(args))
+            names = [
+                name for name, version in versions.items() if version == args.embedding_version
+            ]
+            if not names:
+                raise ConfigurationError(f"no index {_prefix(args)}-{args.embedding_version}")
+            removed = sum(_drop(client, name) for name in names)
+        print(f"removed {removed} entries (dropped index {', '.join(names)})")
         return 0
     if all(part is None for part in scoped):
         raise ConfigurationError(

@@ -8,6 +8,7 @@ so a different model, pooling or quantization never reads another's vectors.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ __all__ = [
     "IndexLayout",
     "entry_filter",
     "ids_command",
+    "index_version",
     "knn_command",
     "search_rows",
 ]
@@ -31,6 +33,7 @@ KNN_CANDIDATES = 4
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_RUNTIME = 64
+_FLOAT16_TAG = "f16."  # never starts a hex digest
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,9 @@ class IndexLayout:
 
     @property
     def _tag(self) -> str:
-        # float16 vectors live in their own index; "f16." never starts a hex digest, so no
-        # float32 index prefix ("{prefix}:{hex}") matches a float16 key.
-        return self.version if self.dtype == "float32" else f"f16.{self.version}"
+        # float16 vectors live in their own index; no float32 index prefix ("{prefix}:{hex}")
+        # matches a float16 key ("{prefix}:f16.{hex}").
+        return self.version if self.dtype == "float32" else f"{_FLOAT16_TAG}{self.version}"
 
     @property
     def name(self) -> str:
@@ -90,6 +93,14 @@ class IndexLayout:
                 },
             ],
         }
+
+
+def index_version(index_prefix: str, name: str) -> str | None:
+    """The embedding version of the cache index ``name`` (float32 or float16) under
+    ``index_prefix``, or None when ``name`` is not one of its indexes."""
+    tag = re.escape(_FLOAT16_TAG)
+    match = re.fullmatch(f"{re.escape(index_prefix)}-(?:{tag})?([^-.]+)", name)
+    return match.group(1) if match else None
 
 
 def entry_filter(
