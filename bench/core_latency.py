@@ -11,7 +11,7 @@ import argparse
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from semcache_plugins._warm import WarmItem
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "qqp_gptcache"
 SYSTEM = {"role": "system", "content": "Answer questions from a Q&A site."}
 PARAMS = {"temperature": 0}
+MODEL = "bench-llm"
 
 
 def ask(text: str) -> list[dict[str, str]]:
@@ -65,17 +66,24 @@ def percentiles(ms: list[float]) -> str:
     return f"{np.percentile(ms, 50):7.2f} {np.percentile(ms, 99):7.2f} {len(ms):5d}"
 
 
+def store_seeded(core: CacheCore, items: Sequence[tuple[str, Any, np.ndarray]]) -> None:
+    """Store (question, answer, vector) rows, 512 per batch, their vectors seeded in the memo."""
+    for start in range(0, len(items), 512):
+        chunk = items[start : start + 512]
+        for text, _, vector in chunk:
+            core._work.vectors.put(" ".join(text.split()), vector)
+        core.store_many(
+            (WarmItem(ask(text), answer, MODEL, PARAMS) for text, answer, _ in chunk),
+            batch_size=512,
+        )
+
+
 def fill_cache(core: CacheCore, texts: list[str], vectors: np.ndarray) -> float:
     """Store every text (vectors pre-seeded in the memo); returns seconds taken."""
     started = time.perf_counter()
-    for start in range(0, len(texts), 512):
-        chunk = texts[start : start + 512]
-        for text, vector in zip(chunk, vectors[start : start + 512], strict=True):
-            core._work.vectors.put(" ".join(text.split()), vector)
-        core.store_many(
-            (WarmItem(ask(t), {"a": i}, "bench-llm", PARAMS) for i, t in enumerate(chunk, start)),
-            batch_size=512,
-        )
+    store_seeded(
+        core, [(t, {"a": i}, v) for i, (t, v) in enumerate(zip(texts, vectors, strict=True))]
+    )
     return time.perf_counter() - started
 
 
@@ -99,14 +107,14 @@ def run(redis_url: str, sizes: list[int], samples: int, cache: Path, out: Any = 
         )
         load_s = fill_cache(core, fill[:size], fill_vectors[:size])
         core.store_many(
-            WarmItem(ask(a), {"pair": i}, "bench-llm", PARAMS) for i, (a, _) in enumerate(pairs)
+            WarmItem(ask(a), {"pair": i}, MODEL, PARAMS) for i, (a, _) in enumerate(pairs)
         )
         core._work.vectors.clear()  # queries must pay for their own embedding
-        exact = [timed(partial(core.lookup, ask(a), "bench-llm", PARAMS))[1] for a, _ in pairs]
+        exact = [timed(partial(core.lookup, ask(a), MODEL, PARAMS))[1] for a, _ in pairs]
         semantic: list[float] = []
         miss: list[float] = []
         for i, (_, b) in enumerate(pairs):
-            hit, ms = timed(partial(core.lookup, ask(b), "bench-llm", PARAMS))
+            hit, ms = timed(partial(core.lookup, ask(b), MODEL, PARAMS))
             if hit is None:
                 miss.append(ms)
             elif hit.response == {"pair": i}:

@@ -6,21 +6,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from bench.core_latency import MODEL, PARAMS, ask, store_seeded
 from semcache_plugins import CacheCore, CacheHit
-from semcache_plugins._warm import WarmItem
 
 from .base import Entry, SharedEmbedder
 
 __all__ = ["OursPeer"]
-
-SYSTEM = {"role": "system", "content": "Answer questions from a Q&A site."}
-MODEL = "bench-llm"
-PARAMS = {"temperature": 0}
-
-
-def ask(text: str) -> list[dict[str, str]]:
-    """The chat request a user's text arrives in (system prompt + user turn)."""
-    return [SYSTEM, {"role": "user", "content": text}]
 
 
 class OursPeer:
@@ -58,16 +49,8 @@ class OursPeer:
         )
 
     def fill(self, entries: Sequence[Entry]) -> None:
-        memo = self.core._work.vectors
-        for start in range(0, len(entries), 512):
-            chunk = entries[start : start + 512]
-            for entry in chunk:
-                memo.put(" ".join(entry.prompt.split()), entry.vector)
-            self.core.store_many(
-                (WarmItem(ask(e.prompt), e.response, MODEL, PARAMS) for e in chunk),
-                batch_size=512,
-            )
-        memo.clear()  # lookups must pay for their own embedding
+        store_seeded(self.core, [(e.prompt, e.response, e.vector) for e in entries])
+        self.core._work.vectors.clear()  # lookups must pay for their own embedding
 
     def store(self, prompt: str, response: str) -> None:
         self.core.store(ask(prompt), response, MODEL, PARAMS)
