@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,45 @@ async def test_batcher_sheds_what_the_queue_cannot_reach_in_time() -> None:
     outcomes = await asyncio.gather(*(one(i) for i in range(50)))
     assert 5 <= outcomes.count("done") <= 15, outcomes
     assert outcomes.count("shed") == 50 - outcomes.count("done")  # refused at once, not late
+
+
+async def test_a_batch_that_ends_early_frees_the_model_at_once() -> None:
+    delay = 0.05
+
+    def embed(texts: Sequence[str]) -> list[np.ndarray | None]:
+        time.sleep(delay * len(texts))
+        return [np.ones(4, dtype=np.float32) for _ in texts]
+
+    batcher = EmbedBatcher(embed, max_batch=8)
+    await batcher.embed("prime the estimator")  # learns 50 ms per text
+    delay = 0.0  # the model turns fast: the next batch ends long before its predicted 0.4 s
+    await asyncio.gather(*(batcher.embed(f"text {i}") for i in range(8)))
+    # idle model, nothing queued: one text (about 35 ms by the estimate) fits in 100 ms
+    assert await batcher.embed("after the batch", time.perf_counter() + 0.1) is not None
+
+
+async def test_a_redis_timeout_racing_the_deadline_is_a_timeout_miss(
+    index_prefix: str, embedder: Embedder
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        port = silent.getsockname()[1]
+        core = CacheCore(
+            redis_url=f"redis://127.0.0.1:{port}",
+            index_prefix=index_prefix,
+            embedder=embedder,
+            lookup_timeout=0.3,
+            socket_timeout=0.1,
+        )
+
+        async def stall_the_loop() -> None:
+            await asyncio.sleep(0.05)
+            time.sleep(0.5)  # noqa: ASYNC251 -- blocks on purpose: both timers fall due in one turn
+
+        stall = asyncio.create_task(stall_the_loop())
+        assert await core.alookup(ask("How do I reset my password?"), "m", PARAMS) is None
+        await stall
+        assert core.stats()["skipped_by_reason"] == {"timeout": 1}
+        await core.aclose()
 
 
 async def test_async_burst_beyond_the_deadline_is_shed_not_waited_out(

@@ -60,6 +60,10 @@ class _LoopQueue:
     busy_until: float = 0.0  # expected end of the running batch (perf_counter)
     sizes: list[int] = field(default_factory=list)
 
+    def waiting(self) -> int:
+        """Texts still wanted in the queue (callers that gave up leave done futures behind)."""
+        return sum(1 for _, future in self.pending if not future.done())
+
 
 class EmbedBatcher:
     """Collects concurrent ``embed`` calls per event loop and runs them as one batch."""
@@ -82,7 +86,7 @@ class EmbedBatcher:
         loop = asyncio.get_running_loop()
         queue = self._queues.setdefault(loop, _LoopQueue())
         if deadline is not None and not self.load.finishes_by(
-            deadline, len(queue.pending) + 1, queue.busy_until, time.perf_counter()
+            deadline, queue.waiting() + 1, queue.busy_until, time.perf_counter()
         ):
             raise Overloaded
         future: asyncio.Future[np.ndarray | None] = loop.create_future()
@@ -132,5 +136,6 @@ class EmbedBatcher:
                     future.set_result(vector)
         finally:
             queue.running = False
+            queue.busy_until = 0.0  # the model is free now, however long the batch was predicted
             if queue.pending:
                 self._flush(loop, queue)
