@@ -139,6 +139,7 @@ def test_indexes_drop_old(
 ) -> None:
     _warm(tmp_path, target, RECORDS[:2])
     old = _fake_index(redis_client, index_prefix, 2)
+    redis_client.pfadd(f"{old}:n", "k1", "k2")  # its entry count (see IndexLayout.count_key)
     current = f"{index_prefix}-{embedder.fingerprint.digest}"
     listing = ok("indexes", *target).splitlines()
     assert listing[1:] == sorted(
@@ -152,6 +153,8 @@ def test_indexes_drop_old(
     names = {n.decode() for n in redis_client.execute_command("FT._LIST")}
     assert old not in names and current in names
     assert list(redis_client.scan_iter(match=f"{index_prefix}:{FAKE_VERSION}:*")) == []
+    assert redis_client.exists(f"{old}:n") == 0  # its counts went with it
+    assert redis_client.pfcount(f"{current}:n") == 2  # the current index keeps its own
     assert [i["entries"] for i in _stats(target)["indexes"]] == [2]
 
 

@@ -21,7 +21,16 @@ from redisvl.exceptions import RedisVLError
 from redisvl.index import AsyncSearchIndex, SearchIndex
 
 from ._errors import BackendError, ConfigurationError
-from ._flows import DeleteKeys, Op, ReadEntries, ReadEntry, Search, WriteBatch, WriteEntry
+from ._flows import (
+    DeleteKeys,
+    DeleteMatching,
+    Op,
+    ReadEntries,
+    ReadEntry,
+    Search,
+    WriteBatch,
+    WriteEntry,
+)
 from ._index import RECORD_FIELDS, IndexLayout, search_rows
 from ._settings import CacheSettings
 from ._stats import CircuitBreaker
@@ -75,6 +84,20 @@ def _fields(values: list[Any]) -> dict[str, Any] | None:
     return dict(zip(RECORD_FIELDS, values, strict=True))
 
 
+def _queue_reads(pipe: Any, op: ReadEntry | ReadEntries) -> None:
+    """Queue the HMGETs (and PFCOUNTs) of a read on a (sync or async) pipeline."""
+    for key in op.keys if isinstance(op, ReadEntries) else (op.key,):
+        pipe.hmget(key, list(RECORD_FIELDS))
+    for count_key in op.count_keys if isinstance(op, ReadEntry) else ():
+        pipe.pfcount(count_key)
+
+
+def _read_result(op: ReadEntry | ReadEntries, replies: list[Any]) -> Any:
+    if isinstance(op, ReadEntries):
+        return [_fields(values) for values in replies]
+    return _fields(replies[0]), [int(count) for count in replies[1:]]
+
+
 def _queue_writes(pipe: Any, op: WriteEntry | WriteBatch) -> None:
     """Queue replace-and-expire of each entry on a (sync or async) transaction pipeline."""
     for write in op.writes if isinstance(op, WriteBatch) else (op,):
@@ -82,6 +105,10 @@ def _queue_writes(pipe: Any, op: WriteEntry | WriteBatch) -> None:
         pipe.hset(write.key, mapping=write.mapping)
         if write.ttl:
             pipe.expire(write.key, write.ttl)
+        for count_key in write.count_keys:
+            pipe.pfadd(count_key, write.key)
+            if write.ttl:
+                pipe.expire(count_key, write.ttl)
 
 
 def _missing_index(exc: BaseException) -> bool:
@@ -161,13 +188,13 @@ class SyncBackend:
 
     def _execute(self, op: Op, layout: IndexLayout) -> Any:
         client = self.client()
-        if isinstance(op, ReadEntry):
-            return _fields(client.hmget(op.key, list(RECORD_FIELDS)))
-        if isinstance(op, ReadEntries):
+        if isinstance(op, ReadEntry | ReadEntries):
             with client.pipeline(transaction=False) as pipe:
-                for key in op.keys:
-                    pipe.hmget(key, list(RECORD_FIELDS))
-                return [_fields(values) for values in pipe.execute()]
+                _queue_reads(pipe, op)
+                return _read_result(op, pipe.execute())
+        if isinstance(op, DeleteMatching):
+            keys = list(client.scan_iter(match=op.pattern, count=1000))
+            return client.delete(*keys) if keys else 0
         self.index(layout)  # created once; every op below needs it
         if isinstance(op, Search):
             return search_rows(client.execute_command(*op.args))  # type: ignore[no-untyped-call]
@@ -266,13 +293,13 @@ class AsyncBackend:
 
     async def _execute(self, op: Op, layout: IndexLayout) -> Any:
         client = self._state().client
-        if isinstance(op, ReadEntry):
-            return _fields(await client.hmget(op.key, list(RECORD_FIELDS)))
-        if isinstance(op, ReadEntries):
+        if isinstance(op, ReadEntry | ReadEntries):
             async with client.pipeline(transaction=False) as pipe:
-                for key in op.keys:
-                    pipe.hmget(key, list(RECORD_FIELDS))
-                return [_fields(values) for values in await pipe.execute()]
+                _queue_reads(pipe, op)
+                return _read_result(op, await pipe.execute())
+        if isinstance(op, DeleteMatching):
+            keys = [key async for key in client.scan_iter(match=op.pattern, count=1000)]
+            return await client.delete(*keys) if keys else 0
         await self.index(layout)  # created once; every op below needs it
         if isinstance(op, Search):
             return search_rows(await client.execute_command(*op.args))  # type: ignore[no-untyped-call]

@@ -18,7 +18,7 @@ from ._cli_io import command, jsonl_records, progress_bar, with_redis, write_thr
 from ._core import CacheCore
 from ._embedder import Embedder
 from ._errors import ConfigurationError, SemcacheError
-from ._index import index_version
+from ._index import count_pattern, index_version
 from ._settings import CacheSettings
 from ._warm import WarmItem, warm_item
 from .embedded import resolve_redis_url, running_server
@@ -88,9 +88,12 @@ def _num_docs(client: redis.Redis, name: str) -> int:
 
 
 def _drop(client: redis.Redis, name: str) -> int:
-    """Drop an index and its documents; returns how many documents it held."""
+    """Drop an index, its documents and its entry counts; returns how many documents it held."""
     count = _num_docs(client, name)
     client.ft(name).dropindex(delete_documents=True)
+    counts = list(client.scan_iter(match=count_pattern(name), count=1000))
+    if counts:
+        client.delete(*counts)
     return count
 
 

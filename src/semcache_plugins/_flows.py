@@ -16,13 +16,21 @@ from typing import Any
 import numpy as np
 
 from ._errors import SerializationError
-from ._index import IndexLayout, entry_filter, ids_command, knn_command
+from ._index import (
+    IndexLayout,
+    count_pattern,
+    entry_filter,
+    hybrid_policy,
+    ids_command,
+    knn_command,
+)
 from ._records import StoredRecord, decode_record, encode_response, record_signature
 from ._scope import RequestPlan
 from ._types import CacheHit
 
 __all__ = [
     "DeleteKeys",
+    "DeleteMatching",
     "EmbedQuery",
     "FlowConfig",
     "GuardCheck",
@@ -44,9 +52,11 @@ logger = logging.getLogger("semcache_plugins")
 
 @dataclass(frozen=True)
 class ReadEntry:
-    """HMGET the record fields of one key; result: dict of fields, or None if absent."""
+    """HMGET the record fields of one key and PFCOUNT each of ``count_keys``, in one round
+    trip; result: (dict of fields or None if absent, list of the counts)."""
 
     key: str
+    count_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,7 @@ class WriteEntry:
     key: str
     mapping: dict[str, bytes | str]
     ttl: int | None
+    count_keys: tuple[str, ...] = ()  # HyperLogLogs to add the key to (expiring with it)
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,13 @@ class DeleteKeys:
     keys: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class DeleteMatching:
+    """Delete the keys matching a glob pattern (found by SCAN); result: how many."""
+
+    pattern: str
+
+
 Op = (
     ReadEntry
     | ReadEntries
@@ -111,6 +129,7 @@ Op = (
     | WriteEntry
     | WriteBatch
     | DeleteKeys
+    | DeleteMatching
 )
 Flow = Generator[Op, Any, Any]
 
@@ -200,7 +219,8 @@ def lookup_flow(
     now = time.time() if now is None else now
     min_created = None if max_age is None else now - max_age
     layout = config.layout
-    fields = yield ReadEntry(layout.key(plan.entry_id))
+    counts = (layout.count_key(plan.scope), layout.count_key()) if plan.semantic else ()
+    fields, sizes = yield ReadEntry(layout.key(plan.entry_id), counts)
     if fields is not None:
         record = _read(config, fields, plan.entry_id)
         if (
@@ -223,7 +243,9 @@ def lookup_flow(
         min_created_at=min_created,
         exclude_tool_calls=not semantic_tool_calls,
     )
-    rows = yield Search(knn_command(layout, layout.vector_bytes(vector), filter_expression))
+    # entry counts cannot tell how many pass a max_age filter: leave that to RediSearch
+    policy = hybrid_policy(*sizes) if sizes and min_created is None else None
+    rows = yield Search(knn_command(layout, layout.vector_bytes(vector), filter_expression, policy))
     close = _close_ids(config, rows)  # a miss (the usual case) stops here: no records read
     if not close:
         return LookupResult(None, "misses", vector)
@@ -293,9 +315,12 @@ def store_flow(
             payload=payload,
             created_at=created,
         )
+    layout = config.layout
+    counts: tuple[str, ...] = ()
     if plan.semantic and vector is not None:
-        mapping["embedding"] = config.layout.vector_bytes(vector)
-    yield WriteEntry(config.layout.key(plan.entry_id), mapping, ttl)
+        mapping["embedding"] = layout.vector_bytes(vector)
+        counts = (layout.count_key(plan.scope), layout.count_key())
+    yield WriteEntry(layout.key(plan.entry_id), mapping, ttl, counts)
     return plan.entry_id
 
 
@@ -306,7 +331,10 @@ def invalidate_flow(
     system: str | None = None,
     model: str | None = None,
 ) -> Generator[Op, Any, int]:
-    """Delete every entry of this index that matches the given scope parts; returns the count."""
+    """Delete every entry of this index that matches the given scope parts; returns the count.
+
+    The entry counts of the index restart from zero (they cannot tell which scopes lost
+    entries): until a scope has grown again, RediSearch picks its KNN strategy itself."""
     scope = entry_filter(config.layout, namespace=namespace, system=system, model=model)
     query = Search(ids_command(config.layout, scope))
     removed = 0
@@ -314,8 +342,11 @@ def invalidate_flow(
         found = yield query
         keys = tuple(str(item["id"]) for item in found)
         if not keys:
-            return removed
+            break
         removed += int((yield DeleteKeys(keys)))
+    if removed:
+        yield DeleteMatching(count_pattern(config.layout.name))
+    return removed
 
 
 def single_op(op: Op) -> Generator[Op, Any, Any]:

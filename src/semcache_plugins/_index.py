@@ -19,7 +19,9 @@ __all__ = [
     "RECORD_FIELDS",
     "VECTOR_FIELD",
     "IndexLayout",
+    "count_pattern",
     "entry_filter",
+    "hybrid_policy",
     "ids_command",
     "index_version",
     "knn_command",
@@ -34,6 +36,9 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_RUNTIME = 64
 _FLOAT16_TAG = "f16."  # never starts a hex digest
+# A scope at least this big, and this share of the index, is searched by HNSW (see hybrid_policy).
+BATCHES_MIN_ENTRIES = 2000
+BATCHES_MIN_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,13 @@ class IndexLayout:
     def key(self, entry_id: str) -> str:
         return f"{self.key_prefix}:{entry_id}"
 
+    def count_key(self, scope: str | None = None) -> str:
+        """The HyperLogLog of the entries with a vector, in one scope or (None) in the index.
+
+        Outside the index's key prefix, so never indexed; named after the index, so dropping
+        the index can find them (:func:`count_pattern`)."""
+        return f"{self.name}:n" if scope is None else f"{self.name}:n:{scope}"
+
     def schema(self) -> dict[str, Any]:
         """The RedisVL schema dict: TAG scope fields, creation time, and an HNSW cosine vector."""
         tags = ("scope", "namespace", "system", "model", "version", "tools")
@@ -93,6 +105,11 @@ class IndexLayout:
                 },
             ],
         }
+
+
+def count_pattern(index_name: str) -> str:
+    """The glob matching every entry count of an index (see ``IndexLayout.count_key``)."""
+    return f"{index_name}:n*"
 
 
 def index_version(index_prefix: str, name: str) -> str | None:
@@ -130,15 +147,29 @@ def entry_filter(
     return expr
 
 
+def hybrid_policy(scope_entries: int, index_entries: int) -> str | None:
+    """``"BATCHES"`` (HNSW, filtering as it goes) for a scope that is big and a large share of
+    the index, else None: RediSearch chooses, and for a filter matching fewer than ~10k
+    documents it scans them all. Measured here: a 10k scope took 1.6 ms scanned, 0.33 ms by
+    batches; a 200-entry scope in a 25k index 0.15 ms scanned, 2.5 ms by batches."""
+    big = scope_entries >= BATCHES_MIN_ENTRIES
+    return "BATCHES" if big and scope_entries >= BATCHES_MIN_SHARE * index_entries else None
+
+
 def knn_command(
-    layout: IndexLayout, vector: bytes, filter_expression: FilterExpression
+    layout: IndexLayout,
+    vector: bytes,
+    filter_expression: FilterExpression,
+    policy: str | None = None,
 ) -> tuple[Any, ...]:
     """``FT.SEARCH`` arguments of the KNN query (not a range query: filtered HNSW range queries
     can miss neighbours), pre-filtered, nearest first, returning ids and distances only (the few
-    records that can matter are read next). Sent as is: no query object per lookup."""
+    records that can matter are read next). Sent as is: no query object per lookup.
+    ``policy``: an explicit ``HYBRID_POLICY`` (see :func:`hybrid_policy`)."""
+    hybrid = f"HYBRID_POLICY {policy} " if policy else ""
     knn = (
         f"({filter_expression})=>[KNN {KNN_CANDIDATES} @{VECTOR_FIELD} $vector "
-        f"EF_RUNTIME {HNSW_EF_RUNTIME} AS vector_distance]"
+        f"{hybrid}EF_RUNTIME {HNSW_EF_RUNTIME} AS vector_distance]"
     )
     return (
         "FT.SEARCH",
