@@ -99,16 +99,22 @@ def _read_result(op: ReadEntry | ReadEntries, replies: list[Any]) -> Any:
 
 
 def _queue_writes(pipe: Any, op: WriteEntry | WriteBatch) -> None:
-    """Queue replace-and-expire of each entry on a (sync or async) transaction pipeline."""
+    """Queue replace-and-expire of each entry on a (sync or async) transaction pipeline, then
+    one PFADD (and expiry, the last entry's) per entry count the writes touch."""
+    counted: dict[str, tuple[list[str], int | None]] = {}
     for write in op.writes if isinstance(op, WriteBatch) else (op,):
         pipe.delete(write.key)
         pipe.hset(write.key, mapping=write.mapping)
         if write.ttl:
             pipe.expire(write.key, write.ttl)
         for count_key in write.count_keys:
-            pipe.pfadd(count_key, write.key)
-            if write.ttl:
-                pipe.expire(count_key, write.ttl)
+            keys = counted.get(count_key, ([], None))[0]
+            keys.append(write.key)
+            counted[count_key] = (keys, write.ttl)
+    for count_key, (keys, ttl) in counted.items():
+        pipe.pfadd(count_key, *keys)
+        if ttl:
+            pipe.expire(count_key, ttl)
 
 
 def _missing_index(exc: BaseException) -> bool:
