@@ -102,6 +102,14 @@ def test_empty_batch_and_type_errors(embedder: Embedder) -> None:
         embedder.embed([None])  # type: ignore[list-item]
 
 
+def test_a_batch_comes_back_in_order_and_as_each_text_alone(embedder: Embedder) -> None:
+    # lengths out of order and more texts than one model batch: the model sees them sorted
+    texts = [f"{'very ' * (n % 7) * 3}long question number {n}?" for n in range(19)]
+    batch = embedder.embed(texts)
+    alone = np.vstack([embedder.embed([text]) for text in texts])
+    assert np.allclose(batch, alone, atol=1e-5)
+
+
 def test_count_tokens_does_not_truncate(embedder: Embedder) -> None:
     long_text = " ".join(["word"] * 1000)
     assert embedder.count_tokens([RESET, long_text]) == [9, 1002]

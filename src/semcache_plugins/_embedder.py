@@ -20,7 +20,10 @@ from ._settings import DEFAULT_EMBEDDING_MODEL, CacheSettings
 
 __all__ = ["Embedder", "ModelFingerprint"]
 
-_BATCH_SIZE = 32
+# Texts go to the model shortest first, 8 at a time: every text in a model batch is padded to the
+# longest one, and on CPU that padding costs more than the extra calls (measured on Quora
+# questions, 16-64 per call: 1.2-1.5 ms per text, against 2.0 ms unsorted in batches of 32).
+_BATCH_SIZE = 8
 _REGISTRY_LOCK = threading.Lock()
 
 
@@ -248,9 +251,11 @@ class Embedder:
         if not batch:
             return np.zeros((0, state.fingerprint.dim), dtype=np.float32)
         try:
+            order = sorted(range(len(batch)), key=lambda i: len(batch[i]))
             with self._run_lock:
-                rows = list(state.engine.embed(batch, batch_size=_BATCH_SIZE))
-            vectors = np.asarray(rows, dtype=np.float32).reshape(len(batch), state.fingerprint.dim)
+                rows = list(state.engine.embed([batch[i] for i in order], batch_size=_BATCH_SIZE))
+            vectors = np.empty((len(batch), state.fingerprint.dim), dtype=np.float32)
+            vectors[order] = np.asarray(rows, dtype=np.float32).reshape(vectors.shape)
         except Exception as exc:  # onnxruntime, tokenizers and numpy raise assorted types
             raise EmbeddingError(
                 f"embedding {len(batch)} text(s) failed: {_one_line(exc)}"
