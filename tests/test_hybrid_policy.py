@@ -167,3 +167,22 @@ def test_invalidation_clears_the_counts(
     assert len(list(redis_client.scan_iter(match=f"{name}:n*"))) == 2
     assert core.invalidate(system_prompt="Be brief.") == len(vectors)
     assert list(redis_client.scan_iter(match=f"{name}:n*")) == []
+
+
+async def test_a_foreign_value_under_a_count_key_costs_no_entry(
+    redis_url: str, index_prefix: str, embedder: Embedder, redis_client: redis.Redis
+) -> None:
+    core = CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder)
+    layout = core.layout
+    redis_client.set(layout.count_key(core._plan(ask("x"), "m", PARAMS, None).scope), "not HLL")
+    redis_client.set(layout.count_key(), "nor this")  # PFADD and PFCOUNT on them fail
+    assert core.store(ask("How do I reset my password?"), "A", model="m", params=PARAMS)
+    assert await core.astore(ask("Where is my parcel?"), "B", model="m", params=PARAMS)
+    hit = core.lookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS)
+    assert hit is not None and hit.response == "A" and hit.tier == "semantic"
+    exact = await core.alookup(ask("Where is my parcel?"), "m", PARAMS)
+    assert exact is not None and exact.response == "B"
+    assert core.stats()["errors"] == 0
+    assert redis_client.get(layout.count_key()) == b"nor this"  # left as it was
+    await core.aclose()
+    core.close()

@@ -92,15 +92,30 @@ def _queue_reads(pipe: Any, op: ReadEntry | ReadEntries) -> None:
         pipe.pfcount(count_key)
 
 
+def _entry_replies(replies: list[Any], entry_commands: int) -> list[Any]:
+    """The entries' replies (raising their first error); a failed entry count reads as 0.
+
+    A count key holding something else only costs the choice of KNN strategy, never an entry.
+    """
+    for reply in replies[:entry_commands]:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies[:entry_commands] + [
+        0 if isinstance(reply, Exception) else reply for reply in replies[entry_commands:]
+    ]
+
+
 def _read_result(op: ReadEntry | ReadEntries, replies: list[Any]) -> Any:
     if isinstance(op, ReadEntries):
-        return [_fields(values) for values in replies]
+        return [_fields(values) for values in _entry_replies(replies, len(replies))]
+    replies = _entry_replies(replies, 1)
     return _fields(replies[0]), [int(count) for count in replies[1:]]
 
 
-def _queue_writes(pipe: Any, op: WriteEntry | WriteBatch) -> None:
+def _queue_writes(pipe: Any, op: WriteEntry | WriteBatch) -> int:
     """Queue replace-and-expire of each entry on a (sync or async) transaction pipeline, then
-    one PFADD (and expiry, the last entry's) per entry count the writes touch."""
+    one PFADD (and expiry, the last entry's) per entry count the writes touch. Returns how many
+    commands the entries took (the rest update counts)."""
     counted: dict[str, tuple[list[str], int | None]] = {}
     for write in op.writes if isinstance(op, WriteBatch) else (op,):
         pipe.delete(write.key)
@@ -111,10 +126,12 @@ def _queue_writes(pipe: Any, op: WriteEntry | WriteBatch) -> None:
             keys = counted.get(count_key, ([], None))[0]
             keys.append(write.key)
             counted[count_key] = (keys, write.ttl)
+    entry_commands = len(pipe)
     for count_key, (keys, ttl) in counted.items():
         pipe.pfadd(count_key, *keys)
         if ttl:
             pipe.expire(count_key, ttl)
+    return entry_commands
 
 
 def _missing_index(exc: BaseException) -> bool:
@@ -197,7 +214,7 @@ class SyncBackend:
         if isinstance(op, ReadEntry | ReadEntries):
             with client.pipeline(transaction=False) as pipe:
                 _queue_reads(pipe, op)
-                return _read_result(op, pipe.execute())
+                return _read_result(op, pipe.execute(raise_on_error=False))
         if isinstance(op, DeleteMatching):
             keys = list(client.scan_iter(match=op.pattern, count=1000))
             return client.delete(*keys) if keys else 0
@@ -206,8 +223,8 @@ class SyncBackend:
             return search_rows(client.execute_command(*op.args))  # type: ignore[no-untyped-call]
         if isinstance(op, WriteEntry | WriteBatch):
             with client.pipeline(transaction=True) as pipe:
-                _queue_writes(pipe, op)
-                pipe.execute()
+                entry_commands = _queue_writes(pipe, op)
+                _entry_replies(pipe.execute(raise_on_error=False), entry_commands)
             return None
         if isinstance(op, DeleteKeys):
             return client.delete(*op.keys)
@@ -302,7 +319,7 @@ class AsyncBackend:
         if isinstance(op, ReadEntry | ReadEntries):
             async with client.pipeline(transaction=False) as pipe:
                 _queue_reads(pipe, op)
-                return _read_result(op, await pipe.execute())
+                return _read_result(op, await pipe.execute(raise_on_error=False))
         if isinstance(op, DeleteMatching):
             keys = [key async for key in client.scan_iter(match=op.pattern, count=1000)]
             return await client.delete(*keys) if keys else 0
@@ -311,8 +328,8 @@ class AsyncBackend:
             return search_rows(await client.execute_command(*op.args))  # type: ignore[no-untyped-call]
         if isinstance(op, WriteEntry | WriteBatch):
             async with client.pipeline(transaction=True) as pipe:
-                _queue_writes(pipe, op)
-                await pipe.execute()
+                entry_commands = _queue_writes(pipe, op)
+                _entry_replies(await pipe.execute(raise_on_error=False), entry_commands)
             return None
         if isinstance(op, DeleteKeys):
             return await client.delete(*op.keys)
