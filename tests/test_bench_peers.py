@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 import redis
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch on import
 
+from bench.peers import make_peer  # noqa: E402
 from bench.peers.base import Entry, PeerCache, SharedEmbedder  # noqa: E402
 
 from semcache_plugins import Embedder  # noqa: E402
@@ -76,32 +78,29 @@ async def _agrees(make: Callable[[], PeerCache], shared: SharedEmbedder) -> None
         peer.close()
 
 
+PEERS = pytest.mark.parametrize("key", ["langchain-redis", "litellm", "gptcache"])
+
+
+@PEERS
+def test_peer_hits_misses_and_cleans_up(
+    key: str, redis_url: str, redis_client: redis.Redis, embedder: Embedder
+) -> None:
+    shared = SharedEmbedder(embedder)
+    _exercise(partial(make_peer, key, redis_url, shared), redis_client, shared)
+
+
+@PEERS
+async def test_peer_acheck_agrees_with_check(key: str, redis_url: str, embedder: Embedder) -> None:
+    shared = SharedEmbedder(embedder)
+    await _agrees(partial(make_peer, key, redis_url, shared), shared)
+
+
 # --- langchain-redis -------------------------------------------------------------------------
-
-
-def _langchain(redis_url: str, shared: SharedEmbedder) -> Callable[[], PeerCache]:
-    from bench.peers.langchain_redis_peer import LangChainRedisPeer
-
-    return lambda: LangChainRedisPeer(redis_url, shared)
-
-
-def test_langchain_redis_peer_hits_misses_and_cleans_up(
-    redis_url: str, redis_client: redis.Redis, embedder: Embedder
-) -> None:
-    shared = SharedEmbedder(embedder)
-    _exercise(_langchain(redis_url, shared), redis_client, shared)
-
-
-async def test_langchain_redis_peer_acheck_agrees_with_check(
-    redis_url: str, embedder: Embedder
-) -> None:
-    shared = SharedEmbedder(embedder)
-    await _agrees(_langchain(redis_url, shared), shared)
 
 
 def test_langchain_redis_peer_default_is_distance_0_2(redis_url: str, embedder: Embedder) -> None:
     shared = SharedEmbedder(embedder)
-    peer = _langchain(redis_url, shared)()
+    peer = make_peer("langchain-redis", redis_url, shared)
     try:
         assert peer.default_similarity == pytest.approx(0.8)
         peer.fill(_entries(shared))
@@ -111,24 +110,6 @@ def test_langchain_redis_peer_default_is_distance_0_2(redis_url: str, embedder: 
 
 
 # --- LiteLLM redis-semantic ------------------------------------------------------------------
-
-
-def _litellm(redis_url: str, shared: SharedEmbedder) -> Callable[[], PeerCache]:
-    from bench.peers.litellm_peer import LiteLLMRedisSemanticPeer
-
-    return lambda: LiteLLMRedisSemanticPeer(redis_url, shared)
-
-
-def test_litellm_peer_hits_misses_and_cleans_up(
-    redis_url: str, redis_client: redis.Redis, embedder: Embedder
-) -> None:
-    shared = SharedEmbedder(embedder)
-    _exercise(_litellm(redis_url, shared), redis_client, shared)
-
-
-async def test_litellm_peer_acheck_agrees_with_check(redis_url: str, embedder: Embedder) -> None:
-    shared = SharedEmbedder(embedder)
-    await _agrees(_litellm(redis_url, shared), shared)
 
 
 async def test_litellm_peer_embeds_through_litellm(redis_url: str, embedder: Embedder) -> None:
@@ -156,28 +137,10 @@ async def test_litellm_peer_embeds_through_litellm(redis_url: str, embedder: Emb
 # --- GPTCache --------------------------------------------------------------------------------
 
 
-def _gptcache(redis_url: str, shared: SharedEmbedder) -> Callable[[], PeerCache]:
-    from bench.peers.gptcache_peer import GPTCachePeer
-
-    return lambda: GPTCachePeer(redis_url, shared)
-
-
-def test_gptcache_peer_hits_misses_and_cleans_up(
-    redis_url: str, redis_client: redis.Redis, embedder: Embedder
-) -> None:
-    shared = SharedEmbedder(embedder)
-    _exercise(_gptcache(redis_url, shared), redis_client, shared)
-
-
-async def test_gptcache_peer_acheck_agrees_with_check(redis_url: str, embedder: Embedder) -> None:
-    shared = SharedEmbedder(embedder)
-    await _agrees(_gptcache(redis_url, shared), shared)
-
-
 def test_gptcache_peer_default_is_cosine_0_2(redis_url: str, embedder: Embedder) -> None:
     """Its defaults (0.8 of a 0..4 distance range) on Redis cosine distance mean cos >= 0.2."""
     shared = SharedEmbedder(embedder)
-    peer = _gptcache(redis_url, shared)()
+    peer = make_peer("gptcache", redis_url, shared)
     try:
         assert peer.default_similarity == pytest.approx(0.2)
         peer.fill(_entries(shared))
