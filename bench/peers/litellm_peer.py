@@ -52,6 +52,11 @@ class SharedEmbeddingHandler(CustomLLM):
         self.shared = shared
         self.calls = 0
 
+    def _texts(self, input: list[Any] | str) -> list[str]:
+        """Count the call; LiteLLM passes one string or a list of inputs."""
+        self.calls += 1
+        return [input] if isinstance(input, str) else [str(t) for t in input]
+
     @staticmethod
     def _fill(model: str, response: EmbeddingResponse, vectors: list[list[float]]) -> None:
         response.data = [
@@ -72,9 +77,7 @@ class SharedEmbeddingHandler(CustomLLM):
         timeout: float | httpx.Timeout | None = None,
         litellm_params: Any = None,
     ) -> EmbeddingResponse:
-        self.calls += 1
-        texts = [input] if isinstance(input, str) else [str(t) for t in input]
-        self._fill(model, model_response, self.shared.embed_many(texts))
+        self._fill(model, model_response, self.shared.embed_many(self._texts(input)))
         return model_response
 
     async def aembedding(
@@ -90,9 +93,7 @@ class SharedEmbeddingHandler(CustomLLM):
         timeout: float | httpx.Timeout | None = None,  # noqa: ASYNC109 (CustomLLM's signature)
         litellm_params: Any = None,
     ) -> EmbeddingResponse:
-        self.calls += 1
-        texts = [input] if isinstance(input, str) else [str(t) for t in input]
-        self._fill(model, model_response, await self.shared.aembed_many(texts))
+        self._fill(model, model_response, await self.shared.aembed_many(self._texts(input)))
         return model_response
 
 
