@@ -35,7 +35,7 @@ from ._index import RECORD_FIELDS, IndexLayout, search_rows
 from ._settings import CacheSettings
 from ._stats import CircuitBreaker
 
-__all__ = ["AsyncBackend", "SyncBackend", "redis_url_for"]
+__all__ = ["AsyncBackend", "SyncBackend", "delete_matching", "redis_url_for"]
 
 logger = logging.getLogger("semcache_plugins")
 _REDIS_ERRORS = (redis.RedisError, RedisVLError, OSError)
@@ -76,6 +76,12 @@ def _connect(client_class: Any, pool_class: Any, settings: CacheSettings, url: s
     client = client_class(connection_pool=pool)
     client.auto_close_connection_pool = True  # close() also closes the pool we made
     return client
+
+
+def delete_matching(client: redis.Redis, pattern: str) -> int:
+    """Delete the keys matching a glob pattern (found by SCAN, not KEYS); returns how many."""
+    keys = list(client.scan_iter(match=pattern, count=1000))
+    return int(client.delete(*keys)) if keys else 0
 
 
 def _fields(values: list[Any]) -> dict[str, Any] | None:
@@ -216,8 +222,7 @@ class SyncBackend:
                 _queue_reads(pipe, op)
                 return _read_result(op, pipe.execute(raise_on_error=False))
         if isinstance(op, DeleteMatching):
-            keys = list(client.scan_iter(match=op.pattern, count=1000))
-            return client.delete(*keys) if keys else 0
+            return delete_matching(client, op.pattern)
         self.index(layout)  # created once; every op below needs it
         if isinstance(op, Search):
             return search_rows(client.execute_command(*op.args))  # type: ignore[no-untyped-call]

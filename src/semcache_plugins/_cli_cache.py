@@ -13,6 +13,7 @@ import redis
 from redis.commands.search import reducers
 from redis.commands.search.aggregation import AggregateRequest
 
+from ._backend import delete_matching
 from ._calibrate import calibrate, calibration_pair
 from ._cli_io import command, jsonl_records, progress_bar, with_redis, write_threshold
 from ._core import CacheCore
@@ -91,9 +92,7 @@ def _drop(client: redis.Redis, name: str) -> int:
     """Drop an index, its documents and its entry counts; returns how many documents it held."""
     count = _num_docs(client, name)
     client.ft(name).dropindex(delete_documents=True)
-    counts = list(client.scan_iter(match=count_pattern(name), count=1000))
-    if counts:
-        client.delete(*counts)
+    delete_matching(client, count_pattern(name))
     return count
 
 
