@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from semcache_plugins import CacheCore, Embedder
+from semcache_plugins._cli_cache import drop_index
 from semcache_plugins._warm import WarmItem
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "qqp_gptcache"
@@ -87,6 +88,11 @@ def fill_cache(core: CacheCore, texts: list[str], vectors: np.ndarray) -> float:
     return time.perf_counter() - started
 
 
+def drop_cache(core: CacheCore) -> None:
+    """Drop the cache's index with its entries and entry counts (as ``semcache indexes``)."""
+    drop_index(core._sync.client(), core.layout.name)
+
+
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     started = time.perf_counter()
     result = fn()
@@ -123,7 +129,7 @@ def run(redis_url: str, sizes: list[int], samples: int, cache: Path, out: Any = 
         out(f"{size:>8} {'semantic hit':<14} {percentiles(semantic)}")
         out(f"{size:>8} {'miss':<14} {percentiles(miss)}")
         out(f"{size:>8} {'(load)':<14} {load_s:7.1f}s for {size} entries")
-        core._sync.client().ft(core.layout.name).dropindex(delete_documents=True)
+        drop_cache(core)
         core.close()
     embed_ms = [timed(partial(embedder.embed, [b]))[1] for _, b in pairs[:100]]
     out(

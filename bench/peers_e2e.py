@@ -34,7 +34,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
 from litellm.types.caching import LiteLLMCacheType  # noqa: E402
 
-from bench.core_latency import SYSTEM, ask, load_questions  # noqa: E402
+from bench.core_latency import SYSTEM, ask, drop_cache, load_questions  # noqa: E402
 from bench.peers import SharedEmbedder, make_peer  # noqa: E402
 from semcache_plugins import CacheCore, Embedder  # noqa: E402
 from semcache_plugins.langchain import LangChainSemCache  # noqa: E402
@@ -196,7 +196,7 @@ def ours(adapter: type[SemCache | LangChainSemCache], url: str, shared: SharedEm
     core: CacheCore = cache.core
 
     async def aclose() -> None:
-        core._sync.client().ft(core.layout.name).dropindex(delete_documents=True)
+        drop_cache(core)
         await core.aclose()
 
     return System("semcache-plugins", cache, aclose, core._work.vectors.clear)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.core_latency import drop_cache
 from semcache_plugins import CacheCore, SemcacheError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "qqp_gptcache"
@@ -141,7 +142,7 @@ async def run(
             f"({settled[-1] - settled[0]:+.1f} MB)"
         )
     print(f"embedding batch sizes: max {max(core._work.batcher.batch_sizes() or [0])}")
-    core._sync.client().ft(core.layout.name).dropindex(delete_documents=True)
+    drop_cache(core)
     await core.aclose()
 
 

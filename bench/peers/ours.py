@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from bench.core_latency import MODEL, PARAMS, ask, store_seeded
+from bench.core_latency import MODEL, PARAMS, ask, drop_cache, store_seeded
 from semcache_plugins import CacheCore, CacheHit
 
 from .base import Entry, SharedEmbedder
@@ -76,6 +76,6 @@ class OursPeer:
 
     def close(self) -> None:
         self.core.clear()
-        self.core._sync.client().ft(self.core.layout.name).dropindex(delete_documents=True)
+        drop_cache(self.core)
         self.wide.close()
         self.core.close()

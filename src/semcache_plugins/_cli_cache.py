@@ -24,7 +24,7 @@ from ._settings import CacheSettings
 from ._warm import WarmItem, warm_item
 from .embedded import resolve_redis_url, running_server
 
-__all__ = ["index_versions", "register"]
+__all__ = ["drop_index", "index_versions", "register"]
 
 _NO_REDIS = (
     "no Redis: pass --redis-url, set SEMCACHE_REDIS_URL or REDIS_URL, "
@@ -88,7 +88,7 @@ def _num_docs(client: redis.Redis, name: str) -> int:
     return int(_ft_info(client, name)["num_docs"])
 
 
-def _drop(client: redis.Redis, name: str) -> int:
+def drop_index(client: redis.Redis, name: str) -> int:
     """Drop an index, its documents and its entry counts; returns how many documents it held."""
     count = _num_docs(client, name)
     client.ft(name).dropindex(delete_documents=True)
@@ -163,7 +163,7 @@ def _invalidate(args: argparse.Namespace) -> int:
             ]
             if not names:
                 raise ConfigurationError(f"no index {_prefix(args)}-{args.embedding_version}")
-            removed = sum(_drop(client, name) for name in names)
+            removed = sum(drop_index(client, name) for name in names)
         print(f"removed {removed} entries (dropped index {', '.join(names)})")
         return 0
     if all(part is None for part in scoped):
@@ -207,7 +207,7 @@ def _indexes(args: argparse.Namespace) -> int:
         if args.drop_old:
             old = [name for name, version in versions.items() if version != current]
             for name in old:
-                print(f"dropping {name} ({_drop(client, name)} entries)")
+                print(f"dropping {name} ({drop_index(client, name)} entries)")
             print(f"dropped {len(old)} old index(es)")
     return 0
 
