@@ -11,7 +11,7 @@ import redis
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch on import
 
-from bench.peers import make_peer  # noqa: E402
+from bench.peers import PEER_CLASSES, make_peer  # noqa: E402
 from bench.peers.base import Entry, PeerCache, SharedEmbedder  # noqa: E402
 
 from semcache_plugins import Embedder  # noqa: E402
@@ -78,7 +78,7 @@ async def _agrees(make: Callable[[], PeerCache], shared: SharedEmbedder) -> None
         peer.close()
 
 
-PEERS = pytest.mark.parametrize("key", ["langchain-redis", "litellm", "gptcache"])
+PEERS = pytest.mark.parametrize("key", list(PEER_CLASSES))
 
 
 @PEERS
