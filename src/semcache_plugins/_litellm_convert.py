@@ -25,7 +25,7 @@ from litellm.types.utils import ModelResponse, TextCompletionResponse, is_litell
 from pydantic import BaseModel
 
 from ._errors import ConfigurationError, SemcacheError
-from ._scope import plan_request
+from ._scope import plan_request, sha256_hex
 from ._types import CacheHit
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "failure_detail",
     "served_response",
     "stored_response",
+    "tenant_scope",
     "to_request",
 ]
 
@@ -51,6 +52,12 @@ _NOT_SCOPE = frozenset({"messages", "prompt", "model", "parent_otel_span", "cach
 # Chat and text completion payloads differ in shape: they never share a scope.
 FORMAT_PARAM = "semcache_format"
 _NAMESPACE_FORBIDDEN = frozenset("{}|,:*\"' \t\n")
+# The tenant of a call, as LiteLLM's own semantic caches read it (``Cache.
+# _SEMANTIC_CACHE_TENANT_SCOPE_FIELDS``): the proxy writes them from the caller's virtual key.
+TENANT_FIELDS = ("user_api_key", "user_api_key_team_id", "user_api_key_org_id")
+END_USER_FIELD = "user_api_key_end_user_id"
+TENANT_PARAM = "semcache_tenant"  # a hash of the tenant fields, never the raw key
+API_BASE_PARAM = "semcache_api_base"  # a hash of a direct call's server (not a Router group's)
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class CallRequest:
     controls: Mapping[str, Any]
     text: bool  # a text completion (``prompt=``), cached as a TextCompletionResponse
     stream: bool
+    call_ttl: Any = None  # the top-level ``ttl=`` of ``completion()``
 
     def core_args(self) -> dict[str, Any]:
         return {
@@ -74,10 +82,27 @@ class CallRequest:
         }
 
     @property
+    def _ttl_seconds(self) -> float | None:
+        """``cache={"ttl": N}``, else the top-level ``ttl=N`` (LiteLLM's order); None if unset.
+
+        A value that is not a finite number is ignored, as LiteLLM's ``get_ttl`` does."""
+        for value in (self.controls.get("ttl"), self.call_ttl):
+            number = _number(value)
+            if number is not None:
+                return number
+        return None
+
+    @property
     def ttl(self) -> int | None:
-        """``cache={"ttl": N}``: seconds (rounded up) this response is kept."""
-        value = _number(self.controls.get("ttl"))
+        """Seconds (rounded up) this response is kept; None: the cache's default."""
+        value = self._ttl_seconds
         return max(1, math.ceil(value)) if value is not None and value > 0 else None
+
+    @property
+    def keeps(self) -> bool:
+        """False for ``ttl=0`` (or negative): LiteLLM's Redis cache keeps no such entry."""
+        value = self._ttl_seconds
+        return value is None or value > 0
 
     @property
     def max_age(self) -> float | None:
@@ -124,7 +149,57 @@ def scope_params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def to_request(kwargs: Mapping[str, Any], *, model: str) -> CallRequest | None:
+def _metadata_sources(kwargs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The request's metadata dicts in LiteLLM's order, the one the proxy authenticated
+    (it holds ``user_api_key``) first, so a caller's own metadata cannot name another tenant."""
+    litellm_params = kwargs.get("litellm_params")
+    holders = [kwargs, litellm_params if isinstance(litellm_params, Mapping) else {}]
+    sources = [
+        source
+        for holder in holders
+        for key in ("metadata", "litellm_metadata")
+        if isinstance(source := holder.get(key), Mapping)
+    ]
+    return sorted(sources, key=lambda source: "user_api_key" not in source)
+
+
+def tenant_scope(kwargs: Mapping[str, Any], *, end_user: bool = False) -> str | None:
+    """A hash of the caller's key, team and org (and end user if asked), or None for none.
+
+    Each field is read from the first metadata dict that has it (LiteLLM's
+    ``_get_semantic_cache_tenant_scope``); a field the proxy set to None stays unset."""
+    fields = (*TENANT_FIELDS, END_USER_FIELD) if end_user else TENANT_FIELDS
+    sources = _metadata_sources(kwargs)
+    tenant: dict[str, str] = {}
+    for field in fields:
+        holder = next((source for source in sources if field in source), None)
+        value = None if holder is None else holder[field]
+        if value is not None:
+            tenant[field] = value if isinstance(value, str) else json.dumps(value, default=str)
+    if not tenant:
+        return None
+    return sha256_hex(json.dumps(tenant, sort_keys=True, ensure_ascii=True))[:32]
+
+
+def routed(kwargs: Mapping[str, Any]) -> bool:
+    """A Router call (a model group): its deployments share entries, whatever their server."""
+    return any(source.get("model_group") for source in _metadata_sources(kwargs))
+
+
+def server_scope(kwargs: Mapping[str, Any]) -> str | None:
+    """A hash of a direct call's ``api_base``/``base_url``: two servers may serve one model
+    name differently. None for Router calls and for the provider's default server."""
+    if routed(kwargs):
+        return None
+    base = kwargs.get("api_base") or kwargs.get("base_url")
+    if not isinstance(base, str) or not base.strip():
+        return None
+    return sha256_hex(base.strip().rstrip("/"))[:32]
+
+
+def to_request(
+    kwargs: Mapping[str, Any], *, model: str, end_user: bool = False
+) -> CallRequest | None:
     """The core's view of a call; None when it is not a cacheable chat or text completion."""
     if kwargs.get("text_completion") is True:
         return None  # text_completion() dispatching to completion(): cached one level up
@@ -137,6 +212,12 @@ def to_request(kwargs: Mapping[str, Any], *, model: str) -> CallRequest | None:
     if not isinstance(messages, list):
         return None
     params = {**scope_params(kwargs), FORMAT_PARAM: "litellm.text" if text else "litellm.chat"}
+    for key, value in (
+        (TENANT_PARAM, tenant_scope(kwargs, end_user=end_user)),
+        (API_BASE_PARAM, server_scope(kwargs)),
+    ):
+        if value is not None:
+            params[key] = value
     return CallRequest(
         messages=messages,
         model=str(model),
@@ -145,6 +226,7 @@ def to_request(kwargs: Mapping[str, Any], *, model: str) -> CallRequest | None:
         controls=controls,
         text=text,
         stream=kwargs.get("stream") is True,
+        call_ttl=kwargs.get("ttl"),
     )
 
 

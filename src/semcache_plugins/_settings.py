@@ -63,6 +63,10 @@ class CacheSettings(BaseSettings):
     breaker_failures: int = Field(default=3, ge=1)
     breaker_cooldown: float = Field(default=5.0, ge=0)
     signing_key: str | None = Field(default=None, repr=False)
+    semantic_cache_scope: Literal["key", "end_user"] = Field(
+        default="key",
+        description="LiteLLM: tenants are key/team/org; 'end_user' splits by end user too.",
+    )
 
     @field_validator("namespace", "index_prefix")
     @classmethod

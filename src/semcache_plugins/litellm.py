@@ -81,6 +81,7 @@ class SemCache(Cache):
         mode: CacheMode | str = CacheMode.default_on,
         supported_call_types: Sequence[str] | None = TEXT_CALL_TYPES,
         semantic_tool_calls: bool = False,
+        semantic_cache_scope: str | None = None,
         **options: Any,
     ) -> None:
         unsupported = set(supported_call_types or ()) - set(TEXT_CALL_TYPES)
@@ -97,6 +98,7 @@ class SemCache(Cache):
             "model_path": model_path,
             "guards": guards,
             "index_prefix": index_prefix,
+            "semantic_cache_scope": semantic_cache_scope,
             **options,
         }
         call_types: Any = None if supported_call_types is None else list(supported_call_types)
@@ -109,6 +111,8 @@ class SemCache(Cache):
             core=core, settings=settings, embedder=embedder, overrides=overrides
         )
         self.semantic_tool_calls = semantic_tool_calls
+        # LiteLLM's name: "key" scopes by key/team/org, "end_user" by the end user too.
+        self.semantic_cache_scope = self.core.settings.semantic_cache_scope
         self._degraded = False
 
     def __repr__(self) -> str:
@@ -123,7 +127,14 @@ class SemCache(Cache):
         """
         if self.should_use_cache(**kwargs) is not True:  # type: ignore[no-untyped-call]
             return None  # mode="default_off" without cache={"use-cache": True}
-        return to_request(kwargs, model=self._get_model_param_value(kwargs))
+        return self._to_request(kwargs)
+
+    def _to_request(self, kwargs: dict[str, Any]) -> CallRequest | None:
+        return to_request(
+            kwargs,
+            model=self._get_model_param_value(kwargs),
+            end_user=self.semantic_cache_scope == "end_user",
+        )
 
     def _lookup_args(self, kwargs: dict[str, Any]) -> tuple[CallRequest, dict[str, Any]] | None:
         request = self._request(kwargs)
@@ -137,8 +148,10 @@ class SemCache(Cache):
 
     def _store_args(self, result: Any, kwargs: dict[str, Any]) -> dict[str, Any] | None:
         request = self._request(kwargs)
-        stored = None if request is None else stored_response(result, text=request.text)
-        if request is None or stored is None:
+        if request is None or not request.keeps:
+            return None  # ttl=0: LiteLLM keeps nothing
+        stored = stored_response(result, text=request.text)
+        if stored is None:
             return None
         response, exact_only = stored
         return {
@@ -151,7 +164,7 @@ class SemCache(Cache):
     def _ref(self, kwargs: dict[str, Any]) -> str:
         """The request's exact-tier entry id (a hash), or "unkeyed"; never raises."""
         try:
-            request = to_request(kwargs, model=self._get_model_param_value(kwargs))
+            request = self._to_request(kwargs)
             return (
                 "unkeyed" if request is None else entry_ref(request, self.core.settings.namespace)
             )
