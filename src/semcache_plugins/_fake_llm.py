@@ -145,8 +145,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, owner: FakeLLM) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, owner: FakeLLM, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.owner = owner
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -161,8 +161,9 @@ class FakeLLM:
     ``delay`` is the seconds each completion takes (default 0.4, a fast hosted model).
     """
 
-    def __init__(self, delay: float = 0.4) -> None:
+    def __init__(self, delay: float = 0.4, *, port: int = 0) -> None:
         self.delay = delay
+        self.port = port  # 0: a free port
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -193,7 +194,7 @@ class FakeLLM:
     def start(self) -> FakeLLM:
         """Listen on a free port and serve in a daemon thread."""
         if self._server is None:
-            self._server = _Server(self)
+            self._server = _Server(self, self.port)
             self._thread = threading.Thread(
                 target=self._server.serve_forever, daemon=True, name="semcache-fake-llm"
             )
