@@ -227,6 +227,13 @@ class ProxySemCache(SemCache):
         response = await super().async_get_cache(dynamic_cache_object, **kwargs)
         return self._mark(response, kwargs)
 
+    async def async_add_cache(
+        self, result: Any, dynamic_cache_object: Any = None, **kwargs: Any
+    ) -> None:
+        if isinstance(result, str) and not result.lstrip().startswith("{"):
+            return  # /cache/ping's probe stores "test_key": not a response, nothing to keep
+        await super().async_add_cache(result, dynamic_cache_object, **kwargs)
+
     async def disconnect(self) -> None:
         await self.cache.disconnect()  # type: ignore[no-untyped-call]
         await super().disconnect()
