@@ -6,10 +6,10 @@ litellm_settings:
   callbacks: semcache_plugins.litellm_proxy.handler
 ```
 
-Importing this module installs a :class:`ProxySemCache` as ``litellm.cache``, configured by
-the ``SEMCACHE_*`` environment (``SEMCACHE_REDIS_URL``, ``SEMCACHE_SIMILARITY_THRESHOLD``,
-``SEMCACHE_SEMANTIC_CACHE_SCOPE``, ...). Do not also set ``cache: true`` in the config: that
-makes the proxy build its own cache in place of this one.
+Loading ``handler`` (LiteLLM does when it reads the config) installs a :class:`ProxySemCache`
+as ``litellm.cache``, configured by the ``SEMCACHE_*`` environment (``SEMCACHE_REDIS_URL``,
+``SEMCACHE_SIMILARITY_THRESHOLD``, ``SEMCACHE_SEMANTIC_CACHE_SCOPE``, ...). Do not also set
+``cache: true`` in the config: that makes the proxy build its own cache in place of this one.
 
 The proxy's admin routes (``litellm/proxy/caching_routes.py``) act only on a cache whose
 ``type`` is ``"redis"`` and whose ``cache`` attribute is a ``RedisCache``: ``/cache/ping``
@@ -38,7 +38,14 @@ from ._backend import redis_url_for
 from ._core import CacheCore
 from .litellm import SemCache
 
-__all__ = ["CacheAdmin", "ProxySemCache", "SemcacheProxyHandler", "handler", "hit_headers"]
+__all__ = [  # noqa: F822 - ``handler`` is made on first access (module __getattr__)
+    "CacheAdmin",
+    "ProxySemCache",
+    "SemcacheProxyHandler",
+    "entry_ids",
+    "handler",
+    "hit_headers",
+]
 
 logger = logging.getLogger("semcache_plugins")
 
@@ -271,4 +278,15 @@ class SemcacheProxyHandler(CustomLogger):
         return hit_headers(info) or None
 
 
-handler = SemcacheProxyHandler()
+_handler: SemcacheProxyHandler | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``handler`` is made on first access (LiteLLM's ``getattr`` when it loads the callback),
+    so importing this module installs nothing."""
+    global _handler
+    if name != "handler":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _handler is None:
+        _handler = SemcacheProxyHandler()
+    return _handler
