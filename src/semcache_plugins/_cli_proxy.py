@@ -63,7 +63,8 @@ def _check_config(path: Path) -> None:
     try:
         config: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"cannot read proxy config {path}: {exc}") from exc
+        detail = " ".join(str(exc).split())  # YAML errors span several lines
+        raise ConfigurationError(f"cannot read proxy config {path}: {detail}") from exc
     settings = config.get("litellm_settings") if isinstance(config, dict) else None
     if isinstance(settings, dict) and settings.get("cache"):
         raise ConfigurationError(
