@@ -3,6 +3,7 @@
 # second venv (.venv-compat). The main venv (scripts/setup.sh) has the newest the registry serves.
 # Usage: scripts/compat.sh [LITELLM_VERSION]   (default: the floor in pyproject.toml)
 set -euo pipefail
+export LITELLM_LOCAL_MODEL_COST_MAP=True  # no network fetch of the cost map
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VERSION=${1:-$(sed -n 's/.*"litellm>=\([0-9.]*\).*/\1/p' pyproject.toml | head -1)}
