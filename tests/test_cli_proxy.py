@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from semcache_plugins._cli import build_parser, main
 from semcache_plugins._fake_llm import FakeLLM
@@ -58,3 +65,50 @@ def test_fake_llm_listens_on_the_given_port() -> None:
         reply = httpx.post(f"{llm.api_base}/chat/completions", json=body, timeout=10)
         assert reply.json()["choices"][0]["message"]["content"]
         assert llm.count == 1
+
+
+@pytest.mark.timeout(400)
+def test_proxy_with_embedded_redis_starts_and_stops_it(tmp_path: Path) -> None:
+    """No SEMCACHE_REDIS_URL: an embedded Redis serves the proxy and goes away with it."""
+    pytest.importorskip("backoff", reason="LiteLLM's proxy: pip install 'semcache-plugins[proxy]'")
+    root = Path(__file__).resolve().parents[1]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("SEMCACHE_REDIS_URL", "REDIS_URL")
+    }
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), env.get("PYTHONPATH", "")])
+    log_path = tmp_path / "proxy.log"
+    config = root / "examples" / "proxy.yaml"
+    command = [sys.executable, "-m", "semcache_plugins", "proxy", "--config", str(config)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 240
+            while True:
+                assert process.poll() is None, log_path.read_text()[-3000:]
+                try:
+                    if httpx.get(f"{url}/health/liveliness", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "the proxy did not start"
+                time.sleep(0.5)
+            headers = {"Authorization": "Bearer sk-semcache-local"}
+            ping = httpx.get(f"{url}/cache/ping", headers=headers, timeout=60)
+            assert ping.status_code == 200 and ping.json()["cache_type"] == "redis", ping.text
+            found = re.search(r"embedded Redis at (redis://[\d.]+:\d+)", log_path.read_text())
+            assert found is not None
+            redis_url = found.group(1)
+            assert redis.Redis.from_url(redis_url).ping()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) is not None
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()

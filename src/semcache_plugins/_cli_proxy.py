@@ -7,6 +7,9 @@ import argparse
 import importlib.util
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
 from contextlib import ExitStack
 from pathlib import Path
@@ -74,23 +77,49 @@ def _check_config(path: Path) -> None:
 
 
 def _proxy(args: argparse.Namespace) -> int:
+    """Run the proxy as a child process and own its embedded Redis: LiteLLM's server ends its
+    process on SIGTERM without unwinding, so the Redis is stopped here, after the child."""
     _check_proxy_installed()
     _check_config(args.config)
+    env = dict(os.environ)
     with ExitStack() as stack:
-        if not os.environ.get("SEMCACHE_REDIS_URL"):
+        if not env.get("SEMCACHE_REDIS_URL"):
             from .embedded import EmbeddedRedis
 
             server = stack.enter_context(EmbeddedRedis())
-            os.environ["SEMCACHE_REDIS_URL"] = server.url
+            env["SEMCACHE_REDIS_URL"] = server.url
             logger.info("semcache: embedded Redis at %s", server.url)
-        from litellm.proxy.proxy_cli import run_server
-
-        from . import litellm_proxy
-
-        logger.info("semcache: %r installed as litellm.cache", litellm_proxy.handler.cache)
         argv = ["--config", str(args.config), "--host", args.host, "--port", str(args.port)]
-        result = run_server.main(args=argv, standalone_mode=False)
-        return int(result) if isinstance(result, int) else 0
+        child = subprocess.Popen([sys.executable, "-m", __name__, *argv], env=env)  # noqa: S603
+        stack.callback(_stop, child)
+        previous = signal.signal(signal.SIGTERM, _exit_on_signal)
+        stack.callback(signal.signal, signal.SIGTERM, previous)
+        return child.wait()
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def serve(argv: list[str]) -> int:
+    """In the child: install the cache, then run LiteLLM's own proxy CLI with ``argv``."""
+    from litellm.proxy.proxy_cli import run_server
+
+    from . import litellm_proxy
+
+    logger.info("semcache: %r installed as litellm.cache", litellm_proxy.handler.cache)
+    result = run_server.main(args=argv, standalone_mode=False)
+    return int(result) if isinstance(result, int) else 0
 
 
 def _fake_llm(args: argparse.Namespace) -> int:
@@ -100,3 +129,8 @@ def _fake_llm(args: argparse.Namespace) -> int:
         print(f"fake LLM at {llm.api_base} (Ctrl-C stops it)", flush=True)
         threading.Event().wait()
     return 0  # pragma: no cover - only Ctrl-C ends the wait
+
+
+if __name__ == "__main__":  # pragma: no cover - the child process of ``semcache proxy``
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    raise SystemExit(serve(sys.argv[1:]))
