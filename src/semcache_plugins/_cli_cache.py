@@ -19,6 +19,7 @@ from ._cli_io import command, jsonl_records, progress_bar, with_redis, write_thr
 from ._core import CacheCore
 from ._embedder import Embedder
 from ._errors import ConfigurationError, SemcacheError
+from ._generations import generation_pattern
 from ._index import count_pattern, index_version
 from ._settings import CacheSettings
 from ._warm import WarmItem, warm_item
@@ -93,6 +94,7 @@ def drop_index(client: redis.Redis, name: str) -> int:
     count = _num_docs(client, name)
     client.ft(name).dropindex(delete_documents=True)
     delete_matching(client, count_pattern(name))
+    delete_matching(client, generation_pattern(name))
     return count
 
 
