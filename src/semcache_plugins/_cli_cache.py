@@ -164,7 +164,9 @@ def _invalidate(args: argparse.Namespace) -> int:
                 name for name, version in versions.items() if version == args.embedding_version
             ]
             if not names:
-                raise ConfigurationError(f"no index {_prefix(args)}-{args.embedding_version}")
+                raise ConfigurationError(
+                    f"no index of embedding version {args.embedding_version} under {_prefix(args)}"
+                )
             removed = sum(drop_index(client, name) for name in names)
         print(f"removed {removed} entries (dropped index {', '.join(names)})")
         return 0
