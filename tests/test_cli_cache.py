@@ -205,3 +205,28 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         out = capsys.readouterr().out
         assert exit_info.value.code == 0 and out.startswith(f"usage: semcache {command}")
         assert ("--redis-url" in out) == (command != "calibrate")
+
+
+def test_schema_one_index_of_the_current_version_is_old(
+    tmp_path: Path,
+    target: list[str],
+    index_prefix: str,
+    redis_client: redis.Redis,
+    embedder: Embedder,
+) -> None:
+    """Indexes written before the namespace-hash schema (``{prefix}-{version}``) are no longer
+    read: listed as not current and dropped by ``--drop-old``, counts included."""
+    _warm(tmp_path, target, RECORDS[:2])
+    digest = embedder.fingerprint.digest
+    schema = IndexLayout(index_prefix, digest, 4).schema()
+    old = f"{index_prefix}-{digest}"
+    schema["index"].update(name=old, prefix=f"{index_prefix}:{digest}")
+    SearchIndex.from_dict(schema, redis_client=redis_client).create()
+    redis_client.hset(f"{index_prefix}:{digest}:e1", mapping={"version": digest})
+    redis_client.pfadd(f"{old}:n", "k1")
+    listing = ok("indexes", *target)
+    assert f"{old:<40} {digest:<14} {1:>8}  \n" in listing + "\n"
+    dropped = ok("indexes", "--drop-old", *target).splitlines()
+    assert dropped[-2:] == [f"dropping {old} (1 entries)", "dropped 1 old index(es)"]
+    assert redis_client.exists(f"{index_prefix}:{digest}:e1", f"{old}:n") == 0
+    assert [i["entries"] for i in _stats(target)["indexes"]] == [2]

@@ -20,7 +20,7 @@ from ._core import CacheCore
 from ._embedder import Embedder
 from ._errors import ConfigurationError, SemcacheError
 from ._generations import generation_pattern
-from ._index import count_pattern, index_version
+from ._index import IndexLayout, count_pattern, index_version
 from ._settings import CacheSettings
 from ._warm import WarmItem, warm_item
 from .embedded import resolve_redis_url, running_server
@@ -201,15 +201,17 @@ def _indexes(args: argparse.Namespace) -> int:
     prefix = _prefix(args)
     with _client(args) as client:
         current = Embedder.from_settings(CacheSettings()).fingerprint.digest
+        # an index of the current version but an older schema is old too: no longer read
+        live = {IndexLayout(prefix, current, 0, dtype).name for dtype in ("float32", "float16")}
         versions = index_versions(client, prefix)
         print(f"{'index':<40} {'version':<14} {'entries':>8}  current")
         for name, version in versions.items():
-            mark = "yes" if version == current else ""
+            mark = "yes" if name in live else ""
             print(f"{name:<40} {version:<14} {_num_docs(client, name):>8}  {mark}")
         if not versions:
             print(f"no indexes under {prefix} (current version {current})")
         if args.drop_old:
-            old = [name for name, version in versions.items() if version != current]
+            old = [name for name in versions if name not in live]
             for name in old:
                 print(f"dropping {name} ({drop_index(client, name)} entries)")
             print(f"dropped {len(old)} old index(es)")
