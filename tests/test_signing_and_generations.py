@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 
 from semcache_plugins import CacheCore, Embedder
 from semcache_plugins._flows import store_flow
@@ -247,3 +248,30 @@ def test_store_without_a_lookup_reads_the_current_generation(signed: CacheCore) 
     assert signed.store(ask(QUESTION), "stored directly", "m")  # no lookup before
     hit = signed.lookup(ask(PARAPHRASE), "m")
     assert hit is not None and hit.response == "stored directly"
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+@pytest.mark.parametrize("decode", [False, True])
+async def test_signed_semantic_hits_on_any_client_passed_in(
+    redis_url: str, index_prefix: str, embedder: Embedder, protocol: int, decode: bool
+) -> None:
+    """Signed candidates are read with their (binary) vector, even on a decoding client."""
+    client = redis.Redis.from_url(redis_url, protocol=protocol, decode_responses=decode)
+    aclient = redis.asyncio.Redis.from_url(redis_url, protocol=protocol, decode_responses=decode)
+    core = CacheCore(
+        redis_client=client,
+        async_redis_client=aclient,
+        index_prefix=index_prefix,
+        embedder=embedder,
+        lookup_timeout=10.0,
+        signing_key=SIGNING_KEY,
+    )
+    assert core.store(ask(QUESTION), "reset answer", "m")
+    hit = core.lookup(ask(PARAPHRASE), "m")
+    assert hit is not None and hit.tier == "semantic" and hit.response == "reset answer"
+    hit = await core.alookup(ask(PARAPHRASE), "m")
+    assert hit is not None and hit.tier == "semantic"
+    assert core.lookup(ask(OTHER), "m") is None
+    await core.aclose()
+    client.close()
+    await aclient.aclose()

@@ -105,8 +105,11 @@ def _queue_reads(pipe: Any, op: ReadEntry | ReadEntries | ReadGenerations) -> No
             pipe.mget(list(group))
         return
     with_vector = isinstance(op, ReadEntries) and op.with_vector
+    names = _VECTOR_FIELDS if with_vector else RECORD_FIELDS
     for key in op.keys if isinstance(op, ReadEntries) else (op.key,):
-        pipe.hmget(key, list(_VECTOR_FIELDS if with_vector else RECORD_FIELDS))
+        # bytes even on a decode_responses client: the vector is binary, the prompt may
+        # hold surrogates
+        pipe.execute_command("HMGET", key, *names, NEVER_DECODE=True)
     if isinstance(op, ReadEntry):
         for count_key in op.count_keys:
             pipe.pfcount(count_key)
