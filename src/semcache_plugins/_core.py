@@ -285,10 +285,8 @@ class CacheCore:
         namespace: str | None = None,
         exact_only: bool = False,
     ) -> str | None:
-        """Cache ``response`` (any JSON value) for this request; returns the entry id, or None
-        when not stored. ``ttl``: seconds (int, float rounded up, ``timedelta``), None for the
-        settings' default, 0 for "do not store" (LiteLLM's meaning); anything else raises
-        ``ConfigurationError`` before anything is written."""
+        """Cache ``response`` (any JSON value); returns the entry id or None. ``ttl``: seconds
+        (``_ttl.validate_ttl``; 0 = do not store), checked before anything is written."""
         seconds = entry_ttl(ttl, self.settings.ttl)
         plan = self._planned(messages, model, params, namespace)
         if plan is None:
