@@ -16,10 +16,13 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from semcache_plugins import CacheCore, Embedder
 from semcache_plugins._flows import store_flow
 from semcache_plugins._scope import system_prompt_hash
+from semcache_plugins.langchain import LangChainSemCache
 
 SIGNING_KEY = "k" * 32
 SYSTEM = "You are a support agent for Acme."
@@ -275,3 +278,36 @@ async def test_signed_semantic_hits_on_any_client_passed_in(
     await core.aclose()
     client.close()
     await aclient.aclose()
+
+
+class InvalidatingChat(GenericFakeChatModel):
+    """A fake provider: during its call, an operator may run ``on_call`` (an invalidation)."""
+
+    on_call: Any = None
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        if self.on_call is not None:
+            self.on_call()
+        return super()._generate(messages, stop=stop, run_manager=run_manager, **kw)
+
+
+@pytest.mark.parametrize(
+    ("filters", "covers"),
+    [({"system_prompt": SYSTEM}, True), ({"model": "other-model"}, False), (None, False)],
+)
+def test_langchain_answer_computed_during_an_invalidation_is_not_served(
+    any_core: CacheCore, filters: dict[str, Any] | None, covers: bool
+) -> None:
+    """LangChain looks up, calls the model, then updates: the generation its lookup saw goes
+    with the update, so the answer is dead on arrival when the model ran across the
+    invalidation (and served otherwise: the controls)."""
+    cache = LangChainSemCache(core=any_core)
+    calls = iter([AIMessage("first answer"), AIMessage("second answer")])
+    model = InvalidatingChat(messages=calls, cache=cache)
+    if filters is not None:
+        model.on_call = lambda: any_core.invalidate(**filters)
+    prompt = [SystemMessage(SYSTEM), HumanMessage(QUESTION)]
+    assert model.invoke(prompt).content == "first answer"
+    model.on_call = None
+    again = model.invoke(prompt).content
+    assert again == ("second answer" if covers else "first answer")
