@@ -9,6 +9,7 @@ helps, that the attack does work on a cache without a key (so the test can fail)
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,10 +20,18 @@ import redis.asyncio
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from semcache_plugins import CacheCore, Embedder
-from semcache_plugins._flows import store_flow
-from semcache_plugins._scope import system_prompt_hash
-from semcache_plugins.langchain import LangChainSemCache
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch on import
+
+import litellm  # noqa: E402
+from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
+
+from semcache_plugins import CacheCore, Embedder  # noqa: E402
+from semcache_plugins._flows import store_flow  # noqa: E402
+from semcache_plugins._scope import system_prompt_hash  # noqa: E402
+from semcache_plugins.langchain import LangChainSemCache  # noqa: E402
+from semcache_plugins.litellm import SemCache  # noqa: E402
+
+LITELLM_MODEL = "openai/gpt-4o-mini"
 
 SIGNING_KEY = "k" * 32
 SYSTEM = "You are a support agent for Acme."
@@ -311,3 +320,38 @@ def test_langchain_answer_computed_during_an_invalidation_is_not_served(
     model.on_call = None
     again = model.invoke(prompt).content
     assert again == ("second answer" if covers else "first answer")
+
+
+class InvalidateDuringCall(CustomLogger):
+    """A LiteLLM input callback: runs ``action`` just before the provider is called, after the
+    cache lookup (the operator's invalidation lands while the answer is being computed)."""
+
+    def __init__(self, action: Any) -> None:
+        super().__init__()
+        self.action = action
+
+    def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
+        if self.action is not None:
+            self.action()
+
+
+@pytest.mark.parametrize(
+    ("filters", "covers"),
+    [({"system_prompt": SYSTEM}, True), ({"model": "other-model"}, False), (None, False)],
+)
+def test_litellm_answer_computed_during_an_invalidation_is_not_served(
+    any_core: CacheCore, filters: dict[str, Any] | None, covers: bool
+) -> None:
+    previous = litellm.cache, list(litellm.input_callback)
+    litellm.cache = SemCache(core=any_core)
+    hook = InvalidateDuringCall(None if filters is None else lambda: any_core.invalidate(**filters))
+    litellm.input_callback = [hook]
+    try:
+        messages = ask(QUESTION)
+        first = litellm.completion(model=LITELLM_MODEL, messages=messages, mock_response="first")
+        assert first.choices[0].message.content == "first"
+        hook.action = None
+        again = litellm.completion(model=LITELLM_MODEL, messages=messages, mock_response="second")
+        assert again.choices[0].message.content == ("second" if covers else "first")
+    finally:
+        litellm.cache, litellm.input_callback = previous
