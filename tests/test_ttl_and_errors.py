@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import redis
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from semcache_plugins import CacheCore, CacheSettings, ConfigurationError, SemcacheError
@@ -195,7 +195,7 @@ def test_warm_with_a_bad_ttl_writes_nothing(
 
 
 @pytest.mark.parametrize(
-    "settings",
+    "bad",
     [
         {"similarity_threshold": "high"},
         {"similarity_threshold": 1.5},
@@ -209,18 +209,18 @@ def test_warm_with_a_bad_ttl_writes_nothing(
         {"unknown_setting": 1},
     ],
 )
-def test_bad_settings_are_configuration_errors(settings: dict[str, Any]) -> None:
+def test_bad_settings_are_configuration_errors(bad: dict[str, Any]) -> None:
     for make in (
-        lambda: CacheSettings(**settings),
-        lambda: CacheCore(**settings),
-        lambda: SemCache(**settings),
-        lambda: LangChainSemCache(**settings),
+        lambda: CacheSettings(**bad),
+        lambda: CacheCore(**bad),
+        lambda: SemCache(**bad),
+        lambda: LangChainSemCache(**bad),
     ):
         with pytest.raises(ConfigurationError) as raised:
             make()
         assert isinstance(raised.value, SemcacheError) and isinstance(raised.value, ValueError)
         assert "invalid cache settings" in str(raised.value)
-        assert next(iter(settings)) in str(raised.value)
+        assert next(iter(bad)) in str(raised.value)
 
 
 def test_a_url_password_never_appears_in_the_error() -> None:
@@ -257,3 +257,28 @@ def test_langchain_clear_with_an_empty_namespace_is_refused(
         cache.clear(namespace="")
     for tenant in ("acme", "other"):
         assert core.lookup(QUESTION, "m", namespace=tenant) is not None
+
+
+@given(ttl=st.one_of(st.floats(min_value=-1e6, max_value=1e6), st.integers(-(10**6), 10**6)))
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_any_ttl_is_an_entry_with_its_expiry_or_nothing_at_all(
+    core: CacheCore, redis_client: redis.Redis, ttl: float
+) -> None:
+    question = [{"role": "user", "content": f"What is the ttl {ttl!r} for?"}]
+    if ttl < 0 or math.isnan(ttl):
+        with pytest.raises(ConfigurationError):
+            core.store(question, "answer", "m", ttl=ttl)
+        assert core.lookup(question, "m") is None
+        return
+    entry = core.store(question, "answer", "m", ttl=ttl)
+    if math.ceil(ttl) == 0:
+        assert entry is None and core.lookup(question, "m") is None
+        return
+    assert entry is not None
+    remaining = redis_client.ttl(core.layout.key(entry))
+    assert 0 < remaining <= math.ceil(ttl) and remaining >= math.ceil(ttl) - 5
+    core.invalidate(model="m")
