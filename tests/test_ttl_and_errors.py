@@ -23,11 +23,19 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from semcache_plugins import CacheCore, CacheSettings, ConfigurationError, SemcacheError
-from semcache_plugins._ttl import MAX_TTL_SECONDS, entry_ttl, validate_ttl
-from semcache_plugins._warm import WarmItem, warm_item
-from semcache_plugins.langchain import LangChainSemCache
-from semcache_plugins.litellm import SemCache
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch on import
+
+from semcache_plugins import (  # noqa: E402
+    CacheCore,
+    CacheSettings,
+    ConfigurationError,
+    SemcacheError,
+)
+from semcache_plugins._ttl import MAX_TTL_SECONDS, entry_ttl, validate_ttl  # noqa: E402
+from semcache_plugins._warm import WarmItem, warm_item  # noqa: E402
+from semcache_plugins.langchain import LangChainSemCache  # noqa: E402
+from semcache_plugins.litellm import SemCache  # noqa: E402
 
 QUESTION = [{"role": "user", "content": "How do I reset my password?"}]
 BAD_TTLS: list[Any] = [
