@@ -26,6 +26,7 @@ import litellm  # noqa: E402
 from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
 
 from semcache_plugins import CacheCore, Embedder  # noqa: E402
+from semcache_plugins._cli_cache import drop_index  # noqa: E402
 from semcache_plugins._flows import store_flow  # noqa: E402
 from semcache_plugins._scope import system_prompt_hash  # noqa: E402
 from semcache_plugins.langchain import LangChainSemCache  # noqa: E402
@@ -355,3 +356,17 @@ def test_litellm_answer_computed_during_an_invalidation_is_not_served(
         assert again.choices[0].message.content == ("second" if covers else "first")
     finally:
         litellm.cache, litellm.input_callback = previous
+
+
+def test_generation_counters_live_beside_the_index_and_go_with_it(
+    any_core: CacheCore, redis_client: redis.Redis
+) -> None:
+    assert any_core.store(ask(QUESTION), "answer", "m")
+    assert any_core.invalidate(model="m", namespace="default") == 1
+    assert any_core.invalidate(system_prompt=SYSTEM) == 0  # bumps even when nothing matched
+    counters = sorted(redis_client.scan_iter(match=f"{any_core.layout.name}:g:*"))
+    assert len(counters) == 2
+    assert not any(key.startswith(any_core.layout.key_prefix.encode()) for key in counters)
+    assert redis_client.ttl(counters[0]) == -1  # never expire: an expiry would undo invalidation
+    drop_index(redis_client, any_core.layout.name)
+    assert list(redis_client.scan_iter(match=f"{any_core.layout.name}:*")) == []
