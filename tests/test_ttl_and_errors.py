@@ -289,3 +289,15 @@ def test_any_ttl_is_an_entry_with_its_expiry_or_nothing_at_all(
     remaining = redis_client.ttl(core.layout.key(entry))
     assert 0 < remaining <= math.ceil(ttl) and remaining >= math.ceil(ttl) - 5
     core.invalidate(model="m")
+
+
+@pytest.mark.parametrize("max_age", [-1, float("nan"), float("inf"), "60", True, [1]])
+async def test_bad_max_age_is_a_configuration_error(core: CacheCore, max_age: Any) -> None:
+    assert core.store(QUESTION, "answer", "m")
+    with pytest.raises(ConfigurationError, match="max_age"):
+        core.lookup(QUESTION, "m", max_age=max_age)
+    with pytest.raises(ConfigurationError, match="max_age"):
+        await core.alookup(QUESTION, "m", max_age=max_age)
+    for fine in (0.0, 60, timedelta(minutes=1)):  # controls
+        hit = core.lookup(QUESTION, "m", max_age=fine)
+        assert (hit is None) is (fine == 0.0)

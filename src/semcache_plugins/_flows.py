@@ -34,6 +34,7 @@ from ._records import (
     vector_digest,
 )
 from ._scope import RequestPlan
+from ._ttl import validate_max_age
 from ._types import CacheHit
 
 __all__ = [
@@ -214,8 +215,7 @@ def _in_scope(
     now: float = 0.0,
     semantic_tool_calls: bool = False,
 ) -> list[tuple[float, StoredRecord]]:
-    """The records read back for ``close``, decoded and checked (signature, vector, scope,
-    generation, expiry; a tool-call answer only when allowed)."""
+    """The records read back for ``close`` that are ``servable`` (tool calls if allowed)."""
     candidates = []
     for (similarity, key), fields in zip(close, found, strict=True):
         record = None if fields is None else _read(config, fields, key.rsplit(":", 1)[-1])
@@ -252,7 +252,7 @@ def lookup_flow(
 ) -> Generator[Op, Any, LookupResult]:
     """Exact tier by key, then KNN with the scope pre-filter, threshold and guards."""
     now = time.time() if now is None else now
-    min_created = None if max_age is None else now - max_age
+    min_created = None if max_age is None else now - validate_max_age(max_age)
     layout = config.layout
     counts = (layout.count_key(plan.scope), layout.count_key()) if plan.semantic else ()
     gens = plan_generation_keys(layout, plan)

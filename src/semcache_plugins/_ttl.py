@@ -13,7 +13,7 @@ from numbers import Real
 
 from ._errors import ConfigurationError
 
-__all__ = ["MAX_TTL_SECONDS", "entry_ttl", "validate_ttl"]
+__all__ = ["MAX_TTL_SECONDS", "entry_ttl", "validate_max_age", "validate_ttl"]
 
 # Redis keeps expiry times in milliseconds (a signed 64-bit count): stay far below.
 MAX_TTL_SECONDS = 100 * 365 * 24 * 3600
@@ -47,3 +47,19 @@ def entry_ttl(ttl: object, default: int | None) -> int | None:
     ``ttl`` is the per-call value (see :func:`validate_ttl`), ``default`` the settings' one."""
     seconds = validate_ttl(ttl)
     return default if seconds is None else seconds
+
+
+def validate_max_age(max_age: object) -> float:
+    """A lookup's ``max_age`` in seconds (a number or a ``timedelta``): finite and >= 0."""
+    if isinstance(max_age, timedelta):
+        max_age = max_age.total_seconds()
+    if not isinstance(max_age, Real) or isinstance(max_age, bool):
+        raise ConfigurationError(
+            f"max_age must be a number of seconds, not {type(max_age).__name__}"
+        )
+    seconds = float(max_age)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigurationError(
+            f"max_age must be a finite number of seconds >= 0, not {max_age!r}"
+        )
+    return seconds
