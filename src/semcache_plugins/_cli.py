@@ -14,7 +14,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``semcache`` parser with every sub-command registered."""
-    from . import _cli_cache, _cli_demo, _cli_model, _cli_redis
+    from . import _cli_cache, _cli_calibrate, _cli_demo, _cli_model, _cli_redis
 
     parser = argparse.ArgumentParser(prog="semcache", description="Semantic cache for LLM calls.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cli_model.register(groups)
     _cli_demo.register(groups)
     _cli_cache.register(groups)
+    _cli_calibrate.register(groups)
     return parser
 
 
