@@ -57,7 +57,7 @@ def false_hit_bound(false_hits: int, negatives: int, confidence: float = CONFIDE
         return 1.0
     alpha = 1.0 - confidence
     if false_hits == 0:
-        return 1.0 - alpha ** (1.0 / negatives)
+        return 1.0 - float(alpha ** (1.0 / negatives))
     low, high = false_hits / negatives, 1.0
     for _ in range(60):  # bisection: the CDF falls as p rises
         middle = (low + high) / 2
