@@ -203,3 +203,82 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         out = capsys.readouterr().out
         assert exit_info.value.code == 0 and out.startswith(f"usage: semcache {command}")
         assert ("--redis-url" in out) == (command != "calibrate")
+
+
+# -- one-line errors and quiet output ---------------------------------------------------------
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEMCACHE_")}
+    env.pop("REDIS_URL", None)
+    return {**env, **extra}
+
+
+@pytest.mark.parametrize(
+    ("command", "extra_env", "code", "says"),
+    [
+        (["stats", "--redis-url", "foo://x"], {}, 1, "invalid Redis URL 'foo://x'"),
+        (["indexes", "--redis-url", "http://localhost:6379"], {}, 1, "invalid Redis URL"),
+        (["invalidate", "--model", "m", "--redis-url", "x"], {}, 1, "invalid Redis URL 'x'"),
+        (["stats"], {"SEMCACHE_REDIS_URL": "foo://x"}, 1, "invalid Redis URL 'foo://x'"),
+        (["stats", "--redis-url", "redis://127.0.0.1:1"], {}, 1, "Redis at redis://127.0.0.1:1"),
+        (["stats"], {"SEMCACHE_SIMILARITY_THRESHOLD": "high"}, 2, "similarity_threshold"),
+        (["stats"], {"SEMCACHE_VECTOR_DTYPE": "float64"}, 2, "vector_dtype"),
+        (["warm", "/nonexistent/warm.jsonl", "--redis-url", "redis://127.0.0.1:1"], {}, 1, "read"),
+    ],
+    ids=["url-scheme", "url-http", "url-bare", "url-env", "unreachable", "threshold-env",
+         "dtype-env", "missing-file"],
+)  # fmt: skip
+def test_every_cli_error_is_one_line(
+    command: list[str], extra_env: dict[str, str], code: int, says: str
+) -> None:
+    done = semcache(*command, env=_env(**extra_env))
+    assert done.returncode == code, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("semcache: error: "), done.stderr
+    assert says.lower() in lines[0].lower()
+
+
+def test_verbose_errors_add_the_traceback() -> None:
+    done = semcache("-v", "stats", "--redis-url", "foo://x", env=_env())
+    assert done.returncode == 1 and "Traceback" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("semcache: error: invalid Redis URL")
+
+
+def test_third_party_info_lines_show_only_with_verbose(
+    tmp_path: Path, target: list[str], redis_url: str
+) -> None:
+    data = tmp_path / "warm.jsonl"
+    data.write_text(json.dumps(RECORDS[0]) + "\n")
+    warm = ["warm", str(data), "--model", "gpt-a", *target]
+    first = semcache(*warm)
+    assert first.returncode == 0, first.stderr
+    again = semcache(*warm)  # the index exists now: RedisVL logs it at INFO
+    assert again.returncode == 0 and "Index already exists" not in again.stderr, again.stderr
+    verbose = semcache("-v", *warm)
+    assert verbose.returncode == 0 and "Index already exists" in verbose.stderr
+
+
+_HTTPX = """
+import http.server, sys, threading
+import httpx
+from semcache_plugins._cli import _configure_logging
+_configure_logging(sys.argv[1] == "-v")
+server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+threading.Thread(target=server.handle_request, daemon=True).start()
+httpx.get(f"http://127.0.0.1:{server.server_port}/")
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_httpx_request_lines_show_only_with_verbose(tmp_path: Path, verbose: bool) -> None:
+    flag = "-v" if verbose else "-"
+    done = subprocess.run(
+        [sys.executable, "-c", _HTTPX, flag],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert ("HTTP Request: GET" in done.stderr) == verbose, done.stderr

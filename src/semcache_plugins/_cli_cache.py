@@ -14,7 +14,7 @@ from redis.commands.search import reducers
 from redis.commands.search.aggregation import AggregateRequest
 
 from ._backend import delete_matching
-from ._cli_io import command, jsonl_records, progress_bar, with_redis
+from ._cli_io import check_redis_url, command, jsonl_records, progress_bar, with_redis
 from ._core import CacheCore
 from ._embedder import Embedder
 from ._errors import ConfigurationError, SemcacheError
@@ -37,7 +37,7 @@ _NO_REDIS = (
 def _redis_url(args: argparse.Namespace) -> str:
     url = resolve_redis_url(args.redis_url)
     if url:
-        return url
+        return check_redis_url(url)
     server = running_server()
     if server is None:
         raise ConfigurationError(_NO_REDIS)
