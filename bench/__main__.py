@@ -33,6 +33,14 @@ SECTIONS = ("calibration", "latency", "soak", "peers-speed", "peers-quality", "p
 
 
 @contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Time one section (on stderr: not part of the results file)."""
+    started = time.perf_counter()
+    yield
+    print(f"bench: {name} took {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
+@contextlib.contextmanager
 def redis_for(url: str | None) -> Iterator[str]:
     if url:
         yield url
@@ -74,59 +82,63 @@ def main(argv: list[str] | None = None) -> int:
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
         )
         if "calibration" in args.only:
-            print("## Calibration: hit rate, false-hit rate and precision per dataset\n")
-            print("```")
-            shipped = ["fow"] if args.quick else ["fow", "banking77", "clinc150"]
-            guards_eval.main(["--data", str(DATASETS), "--only", *shipped])
-            if quora is not None and not args.quick:
-                guards_eval.main(["--data", str(quora_parent(quora)), "--only", "qqp"])
-            print("```\n")
+            with stage("calibration"):
+                print("## Calibration: hit rate, false-hit rate and precision per dataset\n")
+                print("```")
+                shipped = ["fow"] if args.quick else ["fow", "banking77", "clinc150"]
+                guards_eval.main(["--data", str(DATASETS), "--only", *shipped])
+                if quora is not None and not args.quick:
+                    guards_eval.main(["--data", str(quora_parent(quora)), "--only", "qqp"])
+                print("```\n")
         if "latency" in args.only:
-            sizes = "200,1000" if args.quick else "1000,100000" if quora else "1000,30000"
-            samples = "30" if args.quick else "300" if quora else "250"
-            with redis_for(args.redis_url) as url:
-                print("```")
-                core_latency.main(
-                    ["--redis-url", url, "--sizes", sizes, "--samples", samples, *data]
-                )
-                print("```\n")
+            with stage("latency"):
+                sizes = "100,400" if args.quick else "1000,100000" if quora else "1000,30000"
+                samples = "20" if args.quick else "300" if quora else "250"
+                with redis_for(args.redis_url) as url:
+                    print("```")
+                    core_latency.main(
+                        ["--redis-url", url, "--sizes", sizes, "--samples", samples, *data]
+                    )
+                    print("```\n")
         if "soak" in args.only:
-            seconds, callers, window = ("10", "20", "5") if args.quick else ("300", "200", "30")
-            with redis_for(args.redis_url) as url:
-                print("```")
-                soak.main(
-                    [
-                        "--redis-url",
-                        url,
-                        "--seconds",
-                        seconds,
-                        "--callers",
-                        callers,
-                        "--window",
-                        window,
-                        *data,
-                    ]
-                )
-                print("```\n")
+            with stage("soak"):
+                seconds, callers, window = ("10", "20", "5") if args.quick else ("300", "200", "30")
+                with redis_for(args.redis_url) as url:
+                    print("```")
+                    soak.main(
+                        [
+                            "--redis-url",
+                            url,
+                            "--seconds",
+                            seconds,
+                            "--callers",
+                            callers,
+                            "--window",
+                            window,
+                            *data,
+                        ]
+                    )
+                    print("```\n")
         if "peers-speed" in args.only:
-            speed = (
-                ["--sizes", "200,1000", "--lookups", "60", "--samples", "30"]
-                if args.quick
-                else []
-                if quora
-                else ["--sizes", "1000,10000,30000", "--samples", "250"]  # 36k shipped questions
-            )
-            with redis_for(args.redis_url) as url:
-                peers_speed.main(["--redis-url", url, *speed, *data])
+            with stage("peers-speed"):
+                speed = ["--sizes", "100,400", "--lookups", "30", "--samples", "15"]
+                speed += ["--throughput-fill", "300"]
+                if not args.quick:  # the full sizes; 36k shipped questions without Quora
+                    speed = [] if quora else ["--sizes", "1000,10000,30000", "--samples", "250"]
+                with redis_for(args.redis_url) as url:
+                    peers_speed.main(["--redis-url", url, *speed, *data])
         if "peers-quality" in args.only:
-            plot = out_path.with_name(out_path.stem + "-precision_vs_hit_rate.png")
-            quality = ["--limit", "60", "--qqp-rows", "200"] if args.quick else []
-            with redis_for(args.redis_url) as url:
-                peers_quality.main(["--redis-url", url, "--plot", str(plot), *quality, *data])
+            with stage("peers-quality"):
+                plot = out_path.with_name(out_path.stem + "-precision_vs_hit_rate.png")
+                # quick: fow-cache only (Banking77/CLINC150 embed 13k/20k texts on a cold cache)
+                quality = ["--limit", "60", "--datasets", "fow"] if args.quick else []
+                with redis_for(args.redis_url) as url:
+                    peers_quality.main(["--redis-url", url, "--plot", str(plot), *quality, *data])
         if "peers-e2e" in args.only:
-            e2e = ["--samples", "10"] if args.quick else []
-            with redis_for(args.redis_url) as url:
-                peers_e2e.main(["--redis-url", url, *e2e, *data])
+            with stage("peers-e2e"):
+                e2e = ["--samples", "8"] if args.quick else []
+                with redis_for(args.redis_url) as url:
+                    peers_e2e.main(["--redis-url", url, *e2e, *data])
         print(f"_total run time {time.perf_counter() - started:.0f} s_")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(tee.copy.getvalue())

@@ -289,7 +289,9 @@ def latency_section(
     return footprints
 
 
-def throughput_section(lab: Lab, q: Questions, lookups: int, seed: int) -> None:
+def throughput_section(
+    lab: Lab, q: Questions, lookups: int, seed: int, fill: int = THROUGHPUT_FILL
+) -> None:
     print("## Peer throughput\n")
     third = max(1, lookups // 3)
     plan = q.plan(third, seed)
@@ -297,7 +299,7 @@ def throughput_section(lab: Lab, q: Questions, lookups: int, seed: int) -> None:
     for key in lab.live(seed):
         outcome = lab.run(
             key,
-            q.chunks(max(0, THROUGHPUT_FILL - third), third),
+            q.chunks(max(0, fill - third), third),
             lambda peer: asyncio.run(throughput(peer, plan, q.spare)),
         )
         if outcome:
@@ -305,7 +307,7 @@ def throughput_section(lab: Lab, q: Questions, lookups: int, seed: int) -> None:
     print(
         f"`acheck()` lookups/s with N concurrent asyncio callers draining one list of {len(plan)} "
         f"lookups (1/3 exact, 1/3 paraphrase, 1/3 miss; the same list for every peer) on a "
-        f"{max(THROUGHPUT_FILL, third):,}-entry cache; ratio to RedisVL in brackets. "
+        f"{max(fill, third):,}-entry cache; ratio to RedisVL in brackets. "
         "*as expected*: the fewest right answers over the settings (a paraphrase missed at the "
         "peer's threshold or a miss query it answers counts as wrong).\n"
     )
@@ -374,6 +376,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="1000,10000,100000", help="cache sizes (latency)")
     parser.add_argument("--lookups", type=int, default=600, help="per throughput setting")
     parser.add_argument("--samples", type=int, default=300, help="latency queries per tier")
+    parser.add_argument(
+        "--throughput-fill", type=int, default=THROUGHPUT_FILL, help="entries (throughput)"
+    )
     parser.add_argument("--peers", default=",".join(PEER_CLASSES), help="comma list of keys")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "semcache" / "bench")
@@ -388,10 +393,11 @@ def main(argv: list[str] | None = None) -> None:
     embedder = Embedder()
     embedder.load()
     most = max(args.samples, third)
-    q = load(embedder, max(*sizes, THROUGHPUT_FILL), most, most, args.cache, quora_from(args))
+    largest = max(*sizes, args.throughput_fill)
+    q = load(embedder, largest, most, most, args.cache, quora_from(args))
     lab = Lab(args.redis_url, SharedEmbedder(embedder), keys)
     footprints = latency_section(lab, q, sizes, args.samples, args.seed)
-    throughput_section(lab, q, args.lookups, args.seed + 1)
+    throughput_section(lab, q, args.lookups, args.seed + 1, args.throughput_fill)
     memory_section(lab, q, max(sizes), args.samples, footprints)
 
 
