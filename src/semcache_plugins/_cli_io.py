@@ -31,7 +31,7 @@ _THRESHOLD_LINE = re.compile(r"^\s*(export\s+)?SEMCACHE_SIMILARITY_THRESHOLD\s*=
 def check_redis_url(url: str) -> str:
     """``url`` if redis-py can parse it, else a one-line ``ConfigurationError`` naming it."""
     try:
-        parse_url(url)
+        parse_url(url)  # type: ignore[no-untyped-call]
     except ValueError as exc:
         raise ConfigurationError(f"invalid Redis URL {url!r}: {exc}") from exc
     return url
