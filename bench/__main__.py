@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if "latency" in args.only:
             with stage("latency"):
                 sizes = "100,400" if args.quick else "1000,100000" if quora else "1000,30000"
-                samples = "20" if args.quick else "300" if quora else "250"
+                samples = "10" if args.quick else "300" if quora else "250"
                 with redis_for(args.redis_url) as url:
                     print("```")
                     core_latency.main(
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                     print("```\n")
         if "soak" in args.only:
             with stage("soak"):
-                seconds, callers, window = ("10", "20", "5") if args.quick else ("300", "200", "30")
+                seconds, callers, window = ("6", "20", "3") if args.quick else ("300", "200", "30")
                 with redis_for(args.redis_url) as url:
                     print("```")
                     soak.main(
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                     print("```\n")
         if "peers-speed" in args.only:
             with stage("peers-speed"):
-                speed = ["--sizes", "100,400", "--lookups", "30", "--samples", "15"]
+                speed = ["--sizes", "300", "--lookups", "24", "--samples", "10"]
                 speed += ["--throughput-fill", "300"]
                 if not args.quick:  # the full sizes; 36k shipped questions without Quora
                     speed = [] if quora else ["--sizes", "1000,10000,30000", "--samples", "250"]
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                     peers_quality.main(["--redis-url", url, "--plot", str(plot), *quality, *data])
         if "peers-e2e" in args.only:
             with stage("peers-e2e"):
-                e2e = ["--samples", "8"] if args.quick else []
+                e2e = ["--samples", "5"] if args.quick else []
                 with redis_for(args.redis_url) as url:
                     peers_e2e.main(["--redis-url", url, *e2e, *data])
         print(f"_total run time {time.perf_counter() - started:.0f} s_")

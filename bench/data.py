@@ -98,4 +98,4 @@ def question_rows(quora: Path | None) -> tuple[str, list[dict[str, Any]]]:
         {"text_a": a, "text_b": b, "label": 0}
         for a, b in zip(texts[::2], texts[1::2], strict=False)
     ]
-    return "fow-cache pairs + CLINC150/Banking77 questions", rows
+    return "fow-cache, CLINC150 and Banking77", rows
