@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                 shipped = ["fow"] if args.quick else ["fow", "banking77", "clinc150"]
                 guards_eval.main(["--data", str(DATASETS), "--only", *shipped])
                 if quora is not None and not args.quick:
-                    guards_eval.main(["--data", str(quora_parent(quora)), "--only", "qqp"])
+                    # a folder holding qqp_gptcache/: --qqp where guards_eval has it, else --data
+                    where = "--qqp" if hasattr(guards_eval, "qqp_dir") else "--data"
+                    guards_eval.main([where, str(quora_parent(quora)), "--only", "qqp"])
                 print("```\n")
         if "latency" in args.only:
             with stage("latency"):
