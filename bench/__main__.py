@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                     print("```\n")
         if "peers-speed" in args.only:
             with stage("peers-speed"):
-                speed = ["--sizes", "300", "--lookups", "24", "--samples", "10"]
-                speed += ["--throughput-fill", "300"]
+                speed = ["--sizes", "200", "--lookups", "15", "--samples", "6"]
+                speed += ["--throughput-fill", "200"]
                 if not args.quick:  # the full sizes; 36k shipped questions without Quora
                     speed = [] if quora else ["--sizes", "1000,10000,30000", "--samples", "250"]
                 with redis_for(args.redis_url) as url:
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             with stage("peers-quality"):
                 plot = out_path.with_name(out_path.stem + "-precision_vs_hit_rate.png")
                 # quick: fow-cache only (Banking77/CLINC150 embed 13k/20k texts on a cold cache)
-                quality = ["--limit", "60", "--datasets", "fow"] if args.quick else []
+                quality = ["--limit", "40", "--datasets", "fow"] if args.quick else []
                 with redis_for(args.redis_url) as url:
                     peers_quality.main(["--redis-url", url, "--plot", str(plot), *quality, *data])
         if "peers-e2e" in args.only:
