@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 import redis
 from redisvl.index import SearchIndex
 
-from semcache_plugins import Embedder
-from semcache_plugins._cli import main
+from semcache_plugins import ConfigurationError, Embedder
+from semcache_plugins._cli import error_line, main
 from semcache_plugins._index import IndexLayout
 
 SYSTEM = "You are a terse support agent."
@@ -282,3 +283,49 @@ def test_httpx_request_lines_show_only_with_verbose(tmp_path: Path, verbose: boo
     )
     assert done.returncode == 0, done.stderr
     assert ("HTTP Request: GET" in done.stderr) == verbose, done.stderr
+
+
+class _Settings(pydantic.BaseModel):
+    similarity_threshold: float
+
+
+def _validation_error() -> pydantic.ValidationError:
+    try:
+        _Settings(similarity_threshold="high")  # type: ignore[arg-type]
+    except pydantic.ValidationError as exc:
+        return exc
+    raise AssertionError("no ValidationError")
+
+
+def _raised_from(error: Exception, cause: BaseException, *, implicit: bool = False) -> Exception:
+    try:
+        try:
+            raise cause
+        except BaseException as inner:
+            if implicit:
+                raise error from None  # the settings error stays its __context__
+            raise error from inner
+    except Exception as outer:
+        return outer
+
+
+def test_error_line_is_one_line_with_the_exit_code_of_its_kind() -> None:
+    invalid = _validation_error()
+    setting = (
+        "invalid setting SEMCACHE_SIMILARITY_THRESHOLD='high': Input should be a valid number, "
+        "unable to parse string as a number"
+    )
+    assert error_line(invalid) == (setting, 2)
+    # A settings error turned into a SemcacheError keeps its message and exit code 2.
+    assert error_line(_raised_from(ConfigurationError("bad threshold"), invalid)) == (
+        "bad threshold",
+        2,
+    )
+    hidden = _raised_from(ConfigurationError("bad threshold"), invalid, implicit=True)
+    assert error_line(hidden) == ("bad threshold", 2)
+    assert error_line(ConfigurationError("no index x")) == ("no index x", 1)
+    assert error_line(ValueError("bad\nvalue")) == ("bad value", 2)
+    assert error_line(RuntimeError("boom")) == (
+        "RuntimeError: boom (run with -v for the traceback)",
+        1,
+    )

@@ -56,12 +56,13 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _validation_error(exc: BaseException) -> ValidationError | None:
-    """The pydantic ``ValidationError`` behind ``exc`` (itself or a cause), if any."""
+    """The pydantic ``ValidationError`` behind ``exc`` (itself, a cause or the error it was
+    raised while handling), if any."""
     seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ValidationError):
+    for _ in range(10):  # chains are short; never loop on a cycle
+        if seen is None or isinstance(seen, ValidationError):
             return seen
-        seen = seen.__cause__
+        seen = seen.__cause__ or seen.__context__
     return None
 
 
