@@ -222,13 +222,14 @@ def _env(**extra: str) -> dict[str, str]:
         (["indexes", "--redis-url", "http://localhost:6379"], {}, 1, "invalid Redis URL"),
         (["invalidate", "--model", "m", "--redis-url", "x"], {}, 1, "invalid Redis URL 'x'"),
         (["stats"], {"SEMCACHE_REDIS_URL": "foo://x"}, 1, "invalid Redis URL 'foo://x'"),
+        (["demo", "--redis-url", "foo://x"], {}, 1, "invalid Redis URL 'foo://x'"),
         (["stats", "--redis-url", "redis://127.0.0.1:1"], {}, 1, "Redis at redis://127.0.0.1:1"),
         (["stats"], {"SEMCACHE_SIMILARITY_THRESHOLD": "high"}, 2, "similarity_threshold"),
         (["stats"], {"SEMCACHE_VECTOR_DTYPE": "float64"}, 2, "vector_dtype"),
         (["warm", "/nonexistent/warm.jsonl", "--redis-url", "redis://127.0.0.1:1"], {}, 1, "read"),
     ],
-    ids=["url-scheme", "url-http", "url-bare", "url-env", "unreachable", "threshold-env",
-         "dtype-env", "missing-file"],
+    ids=["url-scheme", "url-http", "url-bare", "url-env", "url-demo", "unreachable",
+         "threshold-env", "dtype-env", "missing-file"],
 )  # fmt: skip
 def test_every_cli_error_is_one_line(
     command: list[str], extra_env: dict[str, str], code: int, says: str
