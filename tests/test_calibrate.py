@@ -383,6 +383,12 @@ def test_cli_calibrate_never_writes_a_threshold_that_misses_its_target(tmp_path:
     )
     assert "Traceback" not in done.stderr
     assert env_file.read_text() == ENV
+    # Asked for no settings file, it shows the table and warns (nothing to refuse to write).
+    shown = _run_cli(str(data), "--target", "0.1")
+    assert shown.returncode == 0 and "(does NOT meet the target)" in shown.stdout
+    assert shown.stderr.splitlines()[-1] == (
+        "semcache: WARNING: threshold 0.99 does not meet the target false-hit rate 10.00%"
+    )
 
 
 def test_cli_calibrate_writes_the_settings_file_on_enough_pairs(tmp_path: Path) -> None:
