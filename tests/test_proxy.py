@@ -207,19 +207,21 @@ def test_streamed_miss_is_replayed_as_a_stream(proxy: Proxy) -> None:
     messages = [SYSTEM, {"role": "user", "content": text}]
     before = proxy.count()
 
-    def stream() -> str:
-        chunks = proxy.client.chat.completions.create(
+    def stream() -> tuple[str, Any]:
+        raw = proxy.client.chat.completions.with_raw_response.create(
             model="support", messages=messages, temperature=0, stream=True
         )
-        parts = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+        parts = [c.choices[0].delta.content or "" for c in raw.parse() if c.choices]
         assert len(parts) > 1
-        return "".join(parts)
+        return "".join(parts), raw.headers
 
-    streamed = stream()
+    streamed, first_headers = stream()
+    assert "x-semcache-tier" not in first_headers
     served = wait_until_cached(proxy, text)
     assert content(served) == streamed
-    assert stream() == streamed
-    assert proxy.count() == before + 1
+    replayed, headers = stream()
+    assert replayed == streamed and proxy.count() == before + 1
+    assert headers.get("x-semcache-tier") == "exact"
 
 
 def test_admin_ping_reports_the_real_redis(proxy: Proxy) -> None:
