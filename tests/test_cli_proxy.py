@@ -112,3 +112,56 @@ def test_proxy_with_embedded_redis_starts_and_stops_it(tmp_path: Path) -> None:
             assert process.wait(timeout=60) is not None
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
+
+
+@pytest.mark.timeout(400)
+def test_stock_litellm_proxy_with_the_callback(
+    tmp_path: Path, redis_url: str, index_prefix: str
+) -> None:
+    """`litellm --config` as LiteLLM ships it: the callback line installs the cache, and the
+    config's `semcache:` block wins over SEMCACHE_* variables."""
+    pytest.importorskip("backoff", reason="LiteLLM's proxy: pip install 'semcache-plugins[proxy]'")
+    root = Path(__file__).resolve().parents[1]
+    config = tmp_path / "proxy.yaml"
+    example = (root / "examples" / "proxy.yaml").read_text()
+    config.write_text(example + "semcache:\n  namespace: stock\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {
+        **os.environ,
+        "SEMCACHE_REDIS_URL": redis_url,
+        "SEMCACHE_INDEX_PREFIX": index_prefix,
+        "SEMCACHE_NAMESPACE": "from-env",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "PYTHONPATH": os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    stock = "from litellm.proxy.proxy_cli import run_server; run_server()"
+    log_path = tmp_path / "proxy.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", stock, "--config", str(config), "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 240
+            while True:
+                assert process.poll() is None, log_path.read_text()[-3000:]
+                try:
+                    if httpx.get(f"{url}/health/liveliness", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "the proxy did not start"
+                time.sleep(0.5)
+            headers = {"Authorization": "Bearer sk-semcache-local"}
+            ping = httpx.get(f"{url}/cache/ping", headers=headers, timeout=60)
+            assert ping.status_code == 200, ping.text
+            body = ping.json()
+            assert body["cache_type"] == "redis"
+            assert body["health_check_cache_params"]["namespace"] == "stock"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)

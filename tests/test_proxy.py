@@ -45,6 +45,9 @@ litellm_settings:
   callbacks: semcache_plugins.litellm_proxy.handler
 general_settings:
   master_key: {master_key}
+semcache:
+  namespace: proxytest
+  lookup_timeout: 5
 """
 
 
@@ -88,7 +91,6 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     env = {
         **os.environ,
         "SEMCACHE_REDIS_URL": server.url,
-        "SEMCACHE_LOOKUP_TIMEOUT": "5",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
     }
@@ -230,6 +232,7 @@ def test_admin_ping_reports_the_real_redis(proxy: Proxy) -> None:
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["status"] == "healthy" and body["cache_type"] == "redis"
+    assert body["health_check_cache_params"]["namespace"] == "proxytest"  # the semcache: block
     report = body["health_check_cache_params"]["redis_kwargs"]
     assert report["search_module"] is True and report["index_exists"] is True
     assert report["entries"] >= 1

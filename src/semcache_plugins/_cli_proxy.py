@@ -117,7 +117,8 @@ def serve(argv: list[str]) -> int:
 
     from . import litellm_proxy
 
-    logger.info("semcache: %r installed as litellm.cache", litellm_proxy.handler.cache)
+    config = argv[argv.index("--config") + 1] if "--config" in argv else None
+    logger.info("semcache: %r installed as litellm.cache", litellm_proxy.install(config).cache)
     result = run_server.main(args=argv, standalone_mode=False)
     return int(result) if isinstance(result, int) else 0
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,15 +37,18 @@ from redis.retry import Retry
 
 from ._backend import redis_url_for
 from ._core import CacheCore
+from ._errors import ConfigurationError
 from .litellm import SemCache
 
 __all__ = [  # noqa: F822 - ``handler`` is made on first access (module __getattr__)
     "CacheAdmin",
     "ProxySemCache",
     "SemcacheProxyHandler",
+    "config_block",
     "entry_ids",
     "handler",
     "hit_headers",
+    "install",
 ]
 
 logger = logging.getLogger("semcache_plugins")
@@ -246,6 +250,29 @@ class ProxySemCache(SemCache):
         await super().disconnect()
 
 
+def config_block(path: str | None = None) -> dict[str, Any]:
+    """The ``semcache:`` block of the proxy's config file (settings; they win over
+    ``SEMCACHE_*``), or ``{}``. By default the file LiteLLM's proxy server is loading."""
+    if path is None:
+        server = sys.modules.get("litellm.proxy.proxy_server")
+        path = getattr(server, "user_config_file_path", None)
+    if not isinstance(path, str) or not path.endswith((".yaml", ".yml")):
+        return {}
+    import yaml  # type: ignore[import-untyped]
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            config: Any = yaml.safe_load(file)
+    except (OSError, yaml.YAMLError):
+        return {}  # LiteLLM reports its own config's problems
+    block = config.get("semcache") if isinstance(config, dict) else None
+    if block is None:
+        return {}
+    if not isinstance(block, dict):
+        raise ConfigurationError(f"{path}: `semcache:` must be a mapping of cache settings")
+    return {str(key): value for key, value in block.items()}
+
+
 class SemcacheProxyHandler(CustomLogger):
     """The object named in ``litellm_settings: callbacks:``: it installs the cache and adds
     ``x-semcache-tier`` / ``x-semcache-similarity`` to the responses of hits.
@@ -253,10 +280,12 @@ class SemcacheProxyHandler(CustomLogger):
     Creating it sets ``litellm.cache`` to a :class:`ProxySemCache` from the ``SEMCACHE_*``
     environment, unless one is already installed."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, config_path: str | None = None, **options: Any) -> None:
         super().__init__()
         current = litellm.cache
-        self.cache = current if isinstance(current, ProxySemCache) else ProxySemCache(**options)
+        if not isinstance(current, ProxySemCache):
+            current = ProxySemCache(**{**config_block(config_path), **options})
+        self.cache = current
         litellm.cache = self.cache
 
     async def async_post_call_response_headers_hook(
@@ -281,12 +310,17 @@ class SemcacheProxyHandler(CustomLogger):
 _handler: SemcacheProxyHandler | None = None
 
 
+def install(config_path: str | None = None) -> SemcacheProxyHandler:
+    """The process's handler, made (and the cache installed) on the first call."""
+    global _handler
+    if _handler is None:
+        _handler = SemcacheProxyHandler(config_path)
+    return _handler
+
+
 def __getattr__(name: str) -> Any:
     """``handler`` is made on first access (LiteLLM's ``getattr`` when it loads the callback),
     so importing this module installs nothing."""
-    global _handler
     if name != "handler":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if _handler is None:
-        _handler = SemcacheProxyHandler()
-    return _handler
+    return install()
