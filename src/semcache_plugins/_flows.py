@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ._answer import answer_content
 from ._errors import SerializationError
 from ._index import (
     IndexLayout,
@@ -24,8 +25,9 @@ from ._index import (
     ids_command,
     knn_command,
 )
+from ._notation import notation_differs
 from ._records import StoredRecord, decode_record, encode_response, record_signature
-from ._scope import RequestPlan
+from ._scope import RequestPlan, normalize_text
 from ._types import CacheHit
 
 __all__ = [
@@ -196,12 +198,14 @@ def answers_agree(
 ) -> bool:
     """May candidate ``index`` answer? Not if a nearer neighbour, or one less than ``margin``
     further away, holds a different answer: the query sits between two answers (a ratio test).
-    A margin of 0 turns the check off."""
+    Answers are compared by what would be shown (``answer_content``: text and tool calls), not
+    by ids, timestamps or usage. A margin of 0 turns the check off."""
     if margin <= 0:
         return True
     similarity, record = candidates[index]
+    content = answer_content(record.response)
     return all(
-        other.response == record.response
+        other is record or answer_content(other.response) == content
         for other_similarity, other in candidates
         if other_similarity >= similarity - margin
     )
@@ -257,7 +261,10 @@ def lookup_flow(
         if config.guards and not answers_agree(candidates, index, config.agreement_margin):
             logger.debug("semcache: neighbours of %s disagree; a miss", plan.entry_id)
             break
-        if config.guards and not (yield GuardCheck(plan.text, record.prompt, similarity)):
+        if notation_differs(plan.prompt, record.prompt):
+            continue  # "2³" vs "23", "H₂O" vs "H2O", re-indented code: the same once normalized
+        cached_text = normalize_text(record.prompt)
+        if config.guards and not (yield GuardCheck(plan.text, cached_text, similarity)):
             continue
         hit = CacheHit(
             record.response,
@@ -294,7 +301,7 @@ def store_flow(
         if vector is None:
             return None
     created = f"{time.time() if now is None else now:.6f}"
-    prompt = plan.text.encode("utf-8", "surrogatepass")
+    prompt = plan.prompt.encode("utf-8", "surrogatepass")  # as sent: checked on KNN hits
     mapping: dict[str, bytes | str] = {
         "scope": plan.scope,
         "namespace": plan.namespace,
@@ -311,7 +318,7 @@ def store_flow(
             config.signing_key,
             entry_id=plan.entry_id,
             scope=plan.scope,
-            prompt=plan.text,
+            prompt=plan.prompt,
             payload=payload,
             created_at=created,
         )

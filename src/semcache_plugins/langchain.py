@@ -21,15 +21,19 @@ from typing import Any
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.outputs import Generation
 
+from ._answer import shown_answers
 from ._core import CacheCore, adapter_core
 from ._embedder import Embedder
-from ._errors import SemcacheError
+from ._errors import SemcacheError, SerializationError
 from ._langchain_convert import (
+    PAYLOAD_KIND,
     CacheRequest,
     decode_generations,
     encode_generations,
     has_tool_calls,
+    render_generations,
     to_request,
+    with_hit_info,
 )
 from ._langchain_stream import CachedChatModel, cached
 from ._scope import sha256_hex
@@ -121,8 +125,20 @@ class LangChainSemCache(BaseCache):
         return {"semantic_tool_calls": self._semantic_tool_calls}
 
     @staticmethod
-    def _generations(hit: CacheHit | None) -> list[Generation] | None:
-        return None if hit is None else decode_generations(hit.response)
+    def _generations(request: CacheRequest, hit: CacheHit | None) -> list[Generation] | None:
+        """The hit as generations: stored ones revived, other shapes (warmed answers, LiteLLM
+        responses) rendered; chat messages carry ``response_metadata["semcache"]``."""
+        if hit is None:
+            return None
+        stored = hit.response
+        if isinstance(stored, dict) and stored.get("kind") == PAYLOAD_KIND:
+            generations = decode_generations(stored)
+        elif shown := shown_answers(stored):
+            generations = render_generations(shown, chat=request.chat)
+        else:
+            raise SerializationError("cached value is not an answer LangChain can use")
+        info = {"tier": hit.tier, "similarity": hit.similarity, "entry_id": hit.entry_id}
+        return with_hit_info(generations, info)
 
     @staticmethod
     def _store_args(request: CacheRequest, return_val: RETURN_VAL_TYPE) -> dict[str, Any] | None:
@@ -157,7 +173,7 @@ class LangChainSemCache(BaseCache):
             hit = self._core.lookup(
                 request.messages, request.model, request.params, **self._lookup_kwargs()
             )
-            generations = self._generations(hit)
+            generations = self._generations(request, hit)
         return generations
 
     async def alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
@@ -168,7 +184,7 @@ class LangChainSemCache(BaseCache):
             hit = await self._core.alookup(
                 request.messages, request.model, request.params, **self._lookup_kwargs()
             )
-            generations = self._generations(hit)
+            generations = self._generations(request, hit)
         return generations
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
@@ -198,6 +214,15 @@ class LangChainSemCache(BaseCache):
             self._core.aclear() if scoped is None else self._core.ainvalidate(**scoped)
         )
         logger.debug("semcache: cleared %d LangChain cache entries", removed)
+
+    def delete(self, entry_id: str) -> bool:
+        """Remove one cached answer by the id a hit reports
+        (``message.response_metadata["semcache"]["entry_id"]``); whether it existed."""
+        return self._core.delete(entry_id)
+
+    async def adelete(self, entry_id: str) -> bool:
+        """Async :meth:`delete`."""
+        return await self._core.adelete(entry_id)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
