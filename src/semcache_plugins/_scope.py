@@ -145,8 +145,10 @@ def _jsonable(value: Any) -> Any:
     """A canonical, JSON-safe rendering of arbitrary parameter values (repr as last resort)."""
     if value is None or isinstance(value, bool | int | str):
         return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, float):  # 0.0 == 0: LangChain sends floats where LiteLLM callers don't
+        if not math.isfinite(value):
+            return repr(value)
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -13,12 +13,14 @@ streaming = cached(model, cache=cache)  # .stream()/.astream() that read and fil
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+from langchain_core.language_models import BaseChatModel, BaseLLM
 from langchain_core.outputs import Generation
 
 from ._answer import shown_answers
@@ -31,16 +33,17 @@ from ._langchain_convert import (
     decode_generations,
     encode_generations,
     has_tool_calls,
+    parse_llm_string,
     render_generations,
     to_request,
     with_hit_info,
 )
 from ._langchain_stream import CachedChatModel, cached
-from ._scope import sha256_hex
+from ._scope import canonical_params, sha256_hex
 from ._settings import CacheSettings
 from ._types import CacheHit
 
-__all__ = ["CachedChatModel", "LangChainSemCache", "cached"]
+__all__ = ["CachedChatModel", "LangChainSemCache", "cached", "warm_scope"]
 
 logger = logging.getLogger("semcache_plugins")
 _CLEAR_KEYS = frozenset({"system_prompt", "model", "namespace"})
@@ -239,3 +242,21 @@ class LangChainSemCache(BaseCache):
         """Async :meth:`close`."""
         if self._owns_core:
             await self._core.aclose()
+
+
+def warm_scope(
+    model: BaseChatModel | BaseLLM, *, stop: list[str] | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    """The ``"model"`` and ``"params"`` a warm record needs for this LangChain model to serve
+    it (``kwargs``: a chat model's call-time options, such as bound tools).
+    ``ChatOpenAI(model="gpt-4o-mini")`` gives ``{"model": "gpt-4o-mini", "params": {}}``; an
+    LLM's defaults (temperature, max_tokens, ...) are part of its params.
+    """
+    if isinstance(model, BaseChatModel):
+        llm_string = model._get_llm_string(stop=stop, **kwargs)
+    else:  # what BaseLLM.generate hands the cache (call kwargs are not part of it)
+        params = {**model._dict_for_compat(), "stop": stop}
+        llm_string = str(sorted(params.items()))
+    name, params = parse_llm_string(llm_string)
+    kept: dict[str, Any] = json.loads(canonical_params(params))
+    return {"model": name, "params": kept}
