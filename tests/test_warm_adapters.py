@@ -273,24 +273,48 @@ def test_warm_scope_for_an_llm_serves_it(lc_cache: LangChainSemCache) -> None:
     assert llm.invoke("Name an even number.") == "from the model"
 
 
-def test_langchain_hits_report_to_callbacks(
+class Ends(BaseCallbackHandler):
+    """Records the runs a call reports: chat model starts and the results they end with."""
+
+    def __init__(self) -> None:
+        self.starts = 0
+        self.results: list[LLMResult] = []
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+        self.starts += 1
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        self.results.append(response)
+
+    def semcache(self) -> list[dict[str, Any]]:
+        return [
+            result.generations[0][0].message.response_metadata["semcache"]  # type: ignore[attr-defined]
+            for result in self.results
+        ]
+
+
+async def test_langchain_hits_report_to_callbacks(
     server: FakeOpenAI, lc_cache: LangChainSemCache
 ) -> None:
-    class Ends(BaseCallbackHandler):
-        def __init__(self) -> None:
-            self.results: list[LLMResult] = []
-
-        def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
-            self.results.append(response)
-
     model = chat(server, lc_cache, temperature=0)
     model.invoke(RESET)
     ends = Ends()
     hit = model.invoke(FORGOT, config={"callbacks": [ends]})
-    [result] = ends.results
-    message = result.generations[0][0].message  # type: ignore[attr-defined]
-    assert message.response_metadata["semcache"] == hit.response_metadata["semcache"]
+    assert ends.starts == 1 and ends.semcache() == [hit.response_metadata["semcache"]]
     assert hit.response_metadata["semcache"]["tier"] == "semantic"
+
+    # the cached() wrapper reports its hits the same way, streamed or not
+    wrapped = cached(chat(server, None, temperature=0), cache=lc_cache)
+    start = server.count()
+    ends = Ends()
+    chunks = list(wrapped.stream(FORGOT, config={"callbacks": [ends]}))
+    achunks = [c async for c in wrapped.astream(FORGOT, config={"callbacks": [ends]})]
+    wrapped.invoke(RESET, config={"callbacks": [ends]})
+    await wrapped.ainvoke(RESET, config={"callbacks": [ends]})
+    assert server.count() == start and len(chunks) == len(achunks) > 1
+    assert ends.starts == 4
+    assert [info["tier"] for info in ends.semcache()] == ["semantic", "semantic", "exact", "exact"]
+    assert chunks[-1].response_metadata["semcache"]["tier"] == "semantic"
 
 
 # -- store_many records ----------------------------------------------------------------------
