@@ -263,6 +263,25 @@ async def test_warmed_answers_serve_langchain_chat_models(
     assert server.count() == start + 1
 
 
+def test_adapters_serve_each_others_entries(
+    server: FakeOpenAI, semcache: SemCache, lc_cache: LangChainSemCache
+) -> None:
+    """LiteLLM chat calls and LangChain chat models with the same model, system prompt and
+    params share one scope: each renders the other's stored answer."""
+    model = chat(server, lc_cache, temperature=0)
+    start = server.count()
+    stored = model.invoke([SystemMessage(SYSTEM), HumanMessage(RESET)])
+    assert server.count() == start + 1
+    served = complete(ask(FORGOT), temperature=0)
+    assert served.choices[0].message.content == stored.content
+    assert info(served)["tier"] == "semantic"  # type: ignore[index]
+
+    complete(ask(HOURS), temperature=0)  # stored by LiteLLM: "from the provider"
+    back = model.invoke([SystemMessage(SYSTEM), HumanMessage(HOURS_2)])
+    assert back.content == "from the provider" and server.count() == start + 1
+    assert back.response_metadata["semcache"]["tier"] == "semantic"
+
+
 def test_warm_scope_for_an_llm_serves_it(lc_cache: LangChainSemCache) -> None:
     llm = FakeListLLM(responses=["from the model"], cache=lc_cache)
     scope = warm_scope(llm)
