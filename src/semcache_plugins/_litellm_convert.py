@@ -234,7 +234,8 @@ def rendered_chat(shown: list[ShownAnswer], hit: CacheHit, model: str) -> dict[s
             _tool_call(call.id, number, call.name, call.arguments)
             for number, call in enumerate(answer.tool_calls)
         ]
-        message = {"role": "assistant", "content": answer.content or None, "tool_calls": calls}
+        content = answer.content if answer.content or not calls else None
+        message = {"role": "assistant", "content": content, "tool_calls": calls}
         if not calls:
             message.pop("tool_calls")
         choices.append(
