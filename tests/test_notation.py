@@ -35,6 +35,7 @@ DIFFER = [
     (FENCED_A, FENCED_B),  # indentation in a fenced block, prose paraphrased
     (YAML_A, YAML_B),
     ("```\na  =  'x  y'\n```", "```\na = 'x y'\n```"),  # spacing inside code
+    (FENCED_A, "Fix my code:\nif ready:\n    start()\n    stop()"),  # fenced vs not
 ]
 
 # Pairs the check must leave to the model and the guards (controls).
@@ -47,6 +48,7 @@ SAME = [
     ("Is H₂O wet?", "Is H₂O actually wet?"),
     (PY_A, PY_A.replace("Why does this fail?", "What is wrong here?")),  # same code
     (FENCED_A, FENCED_A.replace("Fix my code:", "Can you fix this?")),
+    (FENCED_A, "Fix my code:\nif ready:\n    start()\nstop()"),  # same code, unfenced
     ("What is 12 + 1?", "What is 12 + 1?"),
 ]
 

@@ -55,11 +55,14 @@ def _is_code(text: str) -> bool:
 
 
 def _code_regions(a: str, b: str) -> list[tuple[str, str]]:
-    """Pairs of code regions to compare: fenced blocks in order, else the whole texts when
-    either is laid out as code."""
+    """Pairs of code regions to compare: fenced blocks in order (a text that fences its code
+    against one that does not: the blocks against the whole other text), else the whole texts
+    when either is laid out as code."""
     fenced_a, fenced_b = _FENCE.findall(a), _FENCE.findall(b)
-    if fenced_a or fenced_b:
+    if fenced_a and fenced_b:
         return list(zip(fenced_a, fenced_b, strict=False))
+    if fenced_a or fenced_b:
+        return [("\n".join(fenced_a), b)] if fenced_a else [(a, "\n".join(fenced_b))]
     return [(a, b)] if _is_code(a) or _is_code(b) else []
 
 
