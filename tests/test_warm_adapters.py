@@ -188,6 +188,11 @@ def test_warmed_tool_calls_are_served_on_exact_repeats(semcache: SemCache) -> No
     assert hit.choices[0].finish_reason == "tool_calls"
     paraphrase = complete([_user("How is the weather in Paris right now?")])
     assert paraphrase.choices[0].message.content == "from the provider"  # exact tier only
+    chunks = list(complete([_user(WEATHER)], stream=True))
+    built = litellm.stream_chunk_builder(chunks)
+    [streamed_call] = built.choices[0].message.tool_calls  # type: ignore[union-attr]
+    assert streamed_call.function.name == "get_weather"
+    assert json.loads(streamed_call.function.arguments) == {"city": "Paris"}
 
 
 @pytest.mark.usefixtures("warmed")
