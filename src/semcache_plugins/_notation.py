@@ -97,6 +97,8 @@ def notation_differs(query: str, cached: str) -> bool:
     NFKC-only difference, or whitespace inside code. Such a pair is never a semantic hit."""
     if query == cached:
         return False
+    if query.isascii() and cached.isascii():  # NFKC changes no ASCII text: only code is left
+        return _code_whitespace_differs(query, cached)
     return (
         _marks(query) != _marks(cached)
         or _folded_only(query, cached)
