@@ -76,7 +76,7 @@ def test_warm_stats_invalidate(
     tmp_path: Path, target: list[str], index_prefix: str, embedder: Embedder
 ) -> None:
     assert _warm(tmp_path, target, RECORDS).splitlines()[-1].startswith("stored 4, skipped 0")
-    current = f"{index_prefix}-{embedder.fingerprint.digest}"
+    current = IndexLayout(index_prefix, embedder.fingerprint.digest, 4).name
 
     report = _stats(target)
     assert report["prefix"] == index_prefix and report["redis_used_memory"] > 0
@@ -124,7 +124,8 @@ def test_invalidate_embedding_version_drops_that_index(
     assert name.encode() not in redis_client.execute_command("FT._LIST")
     assert list(redis_client.scan_iter(match=f"{index_prefix}:*")) == []
     missing = semcache("invalidate", "--embedding-version", FAKE_VERSION, *target)
-    assert missing.returncode == 1 and f"no index {name}" in missing.stderr
+    assert missing.returncode == 1
+    assert f"no index of embedding version {FAKE_VERSION}" in missing.stderr
     both = semcache("invalidate", "--embedding-version", "v", "--model", "m", *target)
     assert both.returncode == 1 and "cannot be combined" in both.stderr
     assert "give --system-prompt" in semcache("invalidate", *target).stderr
@@ -140,7 +141,7 @@ def test_indexes_drop_old(
     _warm(tmp_path, target, RECORDS[:2])
     old = _fake_index(redis_client, index_prefix, 2)
     redis_client.pfadd(f"{old}:n", "k1", "k2")  # its entry count (see IndexLayout.count_key)
-    current = f"{index_prefix}-{embedder.fingerprint.digest}"
+    current = IndexLayout(index_prefix, embedder.fingerprint.digest, 4).name
     listing = ok("indexes", *target).splitlines()
     assert listing[1:] == sorted(
         [
@@ -152,7 +153,8 @@ def test_indexes_drop_old(
     assert dropped[-2:] == [f"dropping {old} (2 entries)", "dropped 1 old index(es)"]
     names = {n.decode() for n in redis_client.execute_command("FT._LIST")}
     assert old not in names and current in names
-    assert list(redis_client.scan_iter(match=f"{index_prefix}:{FAKE_VERSION}:*")) == []
+    fake_keys = f"{IndexLayout(index_prefix, FAKE_VERSION, 4).key_prefix}:*"
+    assert list(redis_client.scan_iter(match=fake_keys)) == []
     assert redis_client.exists(f"{old}:n") == 0  # its counts went with it
     assert redis_client.pfcount(f"{current}:n") == 2  # the current index keeps its own
     assert [i["entries"] for i in _stats(target)["indexes"]] == [2]
@@ -166,7 +168,7 @@ def test_float16_indexes_count_for_their_embedding_version(
     embedder: Embedder,
 ) -> None:
     _warm(tmp_path, target, RECORDS[:2])
-    current = f"{index_prefix}-{embedder.fingerprint.digest}"
+    current = IndexLayout(index_prefix, embedder.fingerprint.digest, 4).name
     current_f16 = IndexLayout(index_prefix, embedder.fingerprint.digest, 4, "float16")
     SearchIndex.from_dict(current_f16.schema(), redis_client=redis_client).create()
 
@@ -203,3 +205,28 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         out = capsys.readouterr().out
         assert exit_info.value.code == 0 and out.startswith(f"usage: semcache {command}")
         assert ("--redis-url" in out) == (command != "calibrate")
+
+
+def test_schema_one_index_of_the_current_version_is_old(
+    tmp_path: Path,
+    target: list[str],
+    index_prefix: str,
+    redis_client: redis.Redis,
+    embedder: Embedder,
+) -> None:
+    """Indexes written before the namespace-hash schema (``{prefix}-{version}``) are no longer
+    read: listed as not current and dropped by ``--drop-old``, counts included."""
+    _warm(tmp_path, target, RECORDS[:2])
+    digest = embedder.fingerprint.digest
+    schema = IndexLayout(index_prefix, digest, 4).schema()
+    old = f"{index_prefix}-{digest}"
+    schema["index"].update(name=old, prefix=f"{index_prefix}:{digest}")
+    SearchIndex.from_dict(schema, redis_client=redis_client).create()
+    redis_client.hset(f"{index_prefix}:{digest}:e1", mapping={"version": digest})
+    redis_client.pfadd(f"{old}:n", "k1")
+    listing = ok("indexes", *target)
+    assert f"{old:<40} {digest:<14} {1:>8}  \n" in listing + "\n"
+    dropped = ok("indexes", "--drop-old", *target).splitlines()
+    assert dropped[-2:] == [f"dropping {old} (1 entries)", "dropped 1 old index(es)"]
+    assert redis_client.exists(f"{index_prefix}:{digest}:e1", f"{old}:n") == 0
+    assert [i["entries"] for i in _stats(target)["indexes"]] == [2]

@@ -353,7 +353,7 @@ def test_store_many_takes_plain_records_and_validates_them_first(core: CacheCore
         {"prompt": "p", "response": {"content": 3}, "model": "m"},
         {"prompt": "p", "response": {"semcache_answer": 2, "content": "x"}, "model": "m"},
         {"prompt": "p", "response": "x", "model": "m", "params": [1]},
-        {"prompt": "p", "response": "x", "model": "m", "ttl": 0},
+        {"prompt": "p", "response": "x", "model": "m", "ttl": -1},
         {"prompt": "p", "response": "x", "model": " "},
         {"prompt": "p", "system": "s", "messages": ask("q"), "response": "x", "model": "m"},
     ):

@@ -19,7 +19,8 @@ from ._cli_io import command, jsonl_records, progress_bar, with_redis, write_thr
 from ._core import CacheCore
 from ._embedder import Embedder
 from ._errors import ConfigurationError, SemcacheError
-from ._index import count_pattern, index_version
+from ._generations import generation_pattern
+from ._index import IndexLayout, count_pattern, index_version
 from ._settings import CacheSettings
 from ._warm import WarmItem, warm_item
 from .embedded import resolve_redis_url, running_server
@@ -93,6 +94,7 @@ def drop_index(client: redis.Redis, name: str) -> int:
     count = _num_docs(client, name)
     client.ft(name).dropindex(delete_documents=True)
     delete_matching(client, count_pattern(name))
+    delete_matching(client, generation_pattern(name))
     return count
 
 
@@ -162,7 +164,9 @@ def _invalidate(args: argparse.Namespace) -> int:
                 name for name, version in versions.items() if version == args.embedding_version
             ]
             if not names:
-                raise ConfigurationError(f"no index {_prefix(args)}-{args.embedding_version}")
+                raise ConfigurationError(
+                    f"no index of embedding version {args.embedding_version} under {_prefix(args)}"
+                )
             removed = sum(drop_index(client, name) for name in names)
         print(f"removed {removed} entries (dropped index {', '.join(names)})")
         return 0
@@ -204,15 +208,17 @@ def _indexes(args: argparse.Namespace) -> int:
     prefix = _prefix(args)
     with _client(args) as client:
         current = Embedder.from_settings(CacheSettings()).fingerprint.digest
+        # an index of the current version but an older schema is old too: no longer read
+        live = {IndexLayout(prefix, current, 0, dtype).name for dtype in ("float32", "float16")}
         versions = index_versions(client, prefix)
         print(f"{'index':<40} {'version':<14} {'entries':>8}  current")
         for name, version in versions.items():
-            mark = "yes" if version == current else ""
+            mark = "yes" if name in live else ""
             print(f"{name:<40} {version:<14} {_num_docs(client, name):>8}  {mark}")
         if not versions:
             print(f"no indexes under {prefix} (current version {current})")
         if args.drop_old:
-            old = [name for name, version in versions.items() if version != current]
+            old = [name for name in versions if name not in live]
             for name in old:
                 print(f"dropping {name} ({drop_index(client, name)} entries)")
             print(f"dropped {len(old)} old index(es)")

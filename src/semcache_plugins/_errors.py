@@ -21,8 +21,8 @@ class SemcacheError(Exception):
     """Base class of every error raised by semcache-plugins."""
 
 
-class ConfigurationError(SemcacheError):
-    """A setting or argument is invalid."""
+class ConfigurationError(SemcacheError, ValueError):
+    """A setting or argument is invalid (also a ``ValueError``, as pydantic's errors were)."""
 
 
 class ModelError(SemcacheError):
