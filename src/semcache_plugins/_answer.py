@@ -7,7 +7,8 @@ Entries hold LiteLLM ``ModelResponse`` dumps (chat or text completion), LangChai
 
 ``shown_answers`` reads any of them into ``ShownAnswer``s (text and tool calls, one per choice
 or generation), which each adapter renders into its own type; ``answer_content`` is the part
-two answers must share to be "the same answer" (no ids, timestamps or usage).
+two answers must share to be "the same answer" (no ids, timestamps or usage), which
+``answers_agree`` (the lookup's neighbour-agreement test) compares.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import ConfigurationError
+from ._records import StoredRecord
 
 __all__ = [
     "NEUTRAL_KEY",
     "ShownAnswer",
     "ToolCall",
     "answer_content",
+    "answers_agree",
     "is_chat_message",
     "neutral_answer",
     "shown_answers",
@@ -220,4 +223,22 @@ def neutral_answer(response: Any) -> dict[str, Any]:
         return {NEUTRAL_KEY: NEUTRAL_VERSION, "content": content, "tool_calls": calls or None}
     raise ConfigurationError(
         "'response' must be text or a chat message {'content': ..., 'tool_calls'?: [...]}"
+    )
+
+
+def answers_agree(
+    candidates: Sequence[tuple[float, StoredRecord]], index: int, margin: float
+) -> bool:
+    """May candidate ``index`` answer? Not if a nearer neighbour, or one less than ``margin``
+    further away, holds a different answer: the query sits between two answers (a ratio test).
+    Answers are compared by what would be shown (``answer_content``: text and tool calls), not
+    by ids, timestamps or usage. A margin of 0 turns the check off."""
+    if margin <= 0:
+        return True
+    similarity, record = candidates[index]
+    content = answer_content(record.response)
+    return all(
+        other is record or answer_content(other.response) == content
+        for other_similarity, other in candidates
+        if other_similarity >= similarity - margin
     )

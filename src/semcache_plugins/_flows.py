@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._answer import answer_content
+from ._answer import answers_agree
 from ._errors import ConfigurationError, SerializationError
 from ._generations import GenerationMemo, generation_key, plan_generation_keys, servable
 from ._index import (
@@ -226,24 +226,6 @@ def _in_scope(
         if servable(record, plan, generation, now):
             candidates.append((similarity, record))
     return candidates
-
-
-def answers_agree(
-    candidates: Sequence[tuple[float, StoredRecord]], index: int, margin: float
-) -> bool:
-    """May candidate ``index`` answer? Not if a nearer neighbour, or one less than ``margin``
-    further away, holds a different answer: the query sits between two answers (a ratio test).
-    Answers are compared by what would be shown (``answer_content``: text and tool calls), not
-    by ids, timestamps or usage. A margin of 0 turns the check off."""
-    if margin <= 0:
-        return True
-    similarity, record = candidates[index]
-    content = answer_content(record.response)
-    return all(
-        other is record or answer_content(other.response) == content
-        for other_similarity, other in candidates
-        if other_similarity >= similarity - margin
-    )
 
 
 def lookup_flow(
