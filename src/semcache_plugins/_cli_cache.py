@@ -1,4 +1,4 @@
-"""``semcache stats|invalidate|warm|delete|indexes|calibrate``: operate a cache from the shell."""
+"""``semcache stats|invalidate|warm|delete|indexes``: operate a cache from the shell."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from redis.commands.search import reducers
 from redis.commands.search.aggregation import AggregateRequest
 
 from ._backend import delete_matching
-from ._calibrate import calibrate, calibration_pair
-from ._cli_io import command, jsonl_records, progress_bar, with_redis, write_threshold
+from ._cli_io import check_redis_url, command, jsonl_records, progress_bar, with_redis
 from ._core import CacheCore
 from ._embedder import Embedder
 from ._errors import ConfigurationError, SemcacheError
@@ -39,7 +38,7 @@ _NO_REDIS = (
 def _redis_url(args: argparse.Namespace) -> str:
     url = resolve_redis_url(args.redis_url)
     if url:
-        return url
+        return check_redis_url(url)
     server = running_server()
     if server is None:
         raise ConfigurationError(_NO_REDIS)
@@ -225,28 +224,11 @@ def _indexes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calibrate(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    pairs = jsonl_records(path, calibration_pair)
-    embedder = Embedder.from_settings(CacheSettings())
-    with progress_bar(len(pairs), "calibrate") as step:
-        result = calibrate(
-            pairs, args.target, guards=not args.no_guards, embedder=embedder, progress=step
-        )
-    print(result.table())
-    if args.write_settings:
-        write_threshold(Path(args.write_settings), result.threshold)
-        print(
-            f"wrote SEMCACHE_SIMILARITY_THRESHOLD={result.threshold:.2f} to {args.write_settings}"
-        )
-    return 0
-
-
 # -- parser ---------------------------------------------------------------------------------
 
 
 def register(groups: Any) -> None:
-    """Add ``stats``, ``invalidate``, ``warm``, ``delete``, ``indexes`` and ``calibrate``."""
+    """Add ``stats``, ``invalidate``, ``warm``, ``delete`` and ``indexes``."""
     stats = with_redis(
         command(
             groups,
@@ -316,16 +298,3 @@ def register(groups: Any) -> None:
         "--drop-old", action="store_true", help="drop the non-current indexes and their entries"
     )
     indexes.set_defaults(handler=_indexes)
-
-    cal = command(
-        groups,
-        "calibrate",
-        "choose a similarity threshold from labelled pairs",
-        'Each line: {"cached": ..., "query": ..., "should_hit": true|false}. Sweeps thresholds '
-        "0.50..0.99 and picks the lowest whose false-hit rate is within the target.",
-    )
-    cal.add_argument("file", metavar="FILE.jsonl")
-    cal.add_argument("--target", type=float, default=0.01, help="max false-hit rate (0.01)")
-    cal.add_argument("--no-guards", action="store_true", help="calibrate without the guards")
-    cal.add_argument("--write-settings", metavar="PATH", help="set the threshold in a .env file")
-    cal.set_defaults(handler=_calibrate)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendError",
+    "CalibrationError",
     "ConfigurationError",
     "EmbeddedRedisError",
     "EmbeddingError",
@@ -23,6 +24,10 @@ class SemcacheError(Exception):
 
 class ConfigurationError(SemcacheError, ValueError):
     """A setting or argument is invalid (also a ``ValueError``, as pydantic's errors were)."""
+
+
+class CalibrationError(ConfigurationError):
+    """The labelled pairs cannot justify a threshold for the target asked (too few of them)."""
 
 
 class ModelError(SemcacheError):
