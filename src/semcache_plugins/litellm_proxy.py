@@ -167,15 +167,12 @@ class CacheAdmin(RedisCache):
 
     # -- /cache/delete -------------------------------------------------------------------------
 
-    def delete_entries(self, keys: Any) -> int:
-        ids = entry_ids(keys)
-        if not ids:
-            return 0
-        layout = self._core.layout
-        return int(self._redis().delete(*(layout.key(entry) for entry in ids)))
-
     async def delete_cache_keys(self, keys: Any) -> int:
-        return await asyncio.to_thread(self.delete_entries, keys)
+        """Each entry the keys name, through the core (its own checks, counts, generations)."""
+        deleted = 0
+        for entry in entry_ids(keys):
+            deleted += await self._core.adelete(entry)
+        return deleted
 
     # -- /cache/flushall -----------------------------------------------------------------------
 
