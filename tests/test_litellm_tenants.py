@@ -26,13 +26,12 @@ import litellm  # noqa: E402
 
 from fake_openai import FakeOpenAI  # noqa: E402
 from semcache_plugins import Embedder  # noqa: E402
-from semcache_plugins._litellm_convert import (  # noqa: E402
+from semcache_plugins._litellm_convert import CallRequest, to_request  # noqa: E402
+from semcache_plugins._litellm_tenant import (  # noqa: E402
     END_USER_FIELD,
     TENANT_FIELDS,
-    CallRequest,
     server_scope,
     tenant_scope,
-    to_request,
 )
 from semcache_plugins.litellm import SemCache  # noqa: E402
 
