@@ -205,10 +205,12 @@ def test_max_age_rejects_older_entries(core: CacheCore) -> None:
     assert core.lookup(ask("How do I reset my password?"), "m", PARAMS, max_age=60) is not None
 
 
-def test_too_long_text_is_skipped_not_truncated(core: CacheCore) -> None:
+def test_too_long_text_is_stored_for_exact_repeats_not_truncated(core: CacheCore) -> None:
     long_text = "please " * 400
-    assert core.store(ask(long_text), "x", model="m", params=PARAMS) is None
-    assert core.lookup(ask(long_text), "m", PARAMS) is None
+    assert core.store(ask(long_text), "x", model="m", params=PARAMS) is not None
+    hit = core.lookup(ask(long_text), "m", PARAMS)
+    assert hit is not None and hit.tier == "exact"
+    assert core.lookup(ask("please " * 399 + "help"), "m", PARAMS) is None  # never cut to fit
     assert core.stats()["skipped_too_long"] >= 1
 
 

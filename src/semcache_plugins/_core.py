@@ -136,7 +136,8 @@ class CacheCore:
         ttl: int | None,
         exact_only: bool,
     ) -> Flow:
-        vector = self._work.vectors.get(plan.text)  # the lookup's vector: embed once per request
+        # the lookup's vector: embed once per request
+        vector = self._work.vectors.get(plan.embed_text)
         return store_flow(
             config,
             plan,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import SerializationError
+from ._guards import DEFAULT_SIMILARITY_THRESHOLD
 from ._index import (
     IndexLayout,
     count_pattern,
@@ -87,6 +88,7 @@ class GuardCheck:
     query: str
     cached: str
     similarity: float
+    threshold: float = DEFAULT_SIMILARITY_THRESHOLD  # what differing template parts must reach
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,15 @@ def answers_agree(
     )
 
 
+def _cached_tail(plan: RequestPlan, prompt: str) -> str:
+    """The part of a cached prompt that the guards compare with ``plan.embed_text``: a long
+    text's tail (its context matched exactly through the scope), else the whole prompt."""
+    if plan.tail is None or not plan.text.endswith(plan.tail):
+        return prompt
+    context = plan.text[: len(plan.text) - len(plan.tail)]
+    return prompt[len(context) :].strip() if prompt.startswith(context) else prompt
+
+
 def lookup_flow(
     config: FlowConfig,
     plan: RequestPlan,
@@ -234,7 +245,7 @@ def lookup_flow(
             return LookupResult(hit, "hits_exact")
     if not plan.semantic:
         return LookupResult(None, "misses")
-    vector = yield EmbedQuery(plan.text)
+    vector = yield EmbedQuery(plan.embed_text)
     if vector is None:
         return LookupResult(None, "skipped")
     filter_expression = entry_filter(
@@ -257,7 +268,10 @@ def lookup_flow(
         if config.guards and not answers_agree(candidates, index, config.agreement_margin):
             logger.debug("semcache: neighbours of %s disagree; a miss", plan.entry_id)
             break
-        if config.guards and not (yield GuardCheck(plan.text, record.prompt, similarity)):
+        if config.guards and not (
+            yield GuardCheck(plan.embed_text, _cached_tail(plan, record.prompt), similarity,
+                             config.threshold)
+        ):  # fmt: skip
             continue
         hit = CacheHit(
             record.response,
@@ -281,7 +295,8 @@ def store_flow(
     vector: np.ndarray | None = None,
     now: float | None = None,
 ) -> Generator[Op, Any, str | None]:
-    """Write one entry (exact key + vector in the same hash); returns its id, None if skipped."""
+    """Write one entry (exact key + vector in the same hash); returns its id, None if skipped.
+    A text the model cannot embed is written without a vector: an exact repeat still hits."""
     try:
         payload = encode_response(response, max_bytes=config.max_response_bytes)
     except SerializationError as exc:
@@ -290,9 +305,7 @@ def store_flow(
             return None
         raise
     if plan.semantic and vector is None:
-        vector = yield EmbedQuery(plan.text)
-        if vector is None:
-            return None
+        vector = yield EmbedQuery(plan.embed_text)  # None (too long): stored for the exact tier
     created = f"{time.time() if now is None else now:.6f}"
     prompt = plan.text.encode("utf-8", "surrogatepass")
     mapping: dict[str, bytes | str] = {

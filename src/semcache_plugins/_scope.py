@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ __all__ = [
     "normalize_text",
     "plan_request",
     "sha256_hex",
+    "split_pinned",
     "system_prompt_hash",
     "model_hash",
 ]
@@ -96,6 +98,47 @@ def normalize_text(text: str) -> str:
     """NFKC, trimmed, whitespace collapsed, lone surrogates made U+FFFD. Case is kept."""
     clean = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return " ".join(unicodedata.normalize("NFKC", clean).split())
+
+
+#: Last-turn texts longer than this (characters; ~250 model tokens) are split: the tail (last
+#: paragraph or sentences, at most ``QUESTION_CHARS``) is embedded, the rest must match exactly.
+LONG_TEXT_CHARS = 1000
+QUESTION_CHARS = 600
+_MIN_QUESTION_CHARS = 20  # a shorter last paragraph ("Answer:") takes the one before it too
+_PARAGRAPH_RE = re.compile(r"\n[ \t]*\n\s*")
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?:;])\s+|\n\s*")
+_CODE_RE = re.compile(r"```.*?(?:```|$)|^[ \t]+\S[^\n]*", re.DOTALL | re.MULTILINE)
+
+
+def _tail_start(text: str) -> int:
+    """Where the embedded tail of a long text starts: the last paragraph(s), else sentences."""
+    starts = [0, *(m.end() for m in _PARAGRAPH_RE.finditer(text))]
+    start = starts.pop()
+    while starts and len(text) - start < _MIN_QUESTION_CHARS:
+        start = starts.pop()
+    if len(text) - start <= QUESTION_CHARS:
+        return start
+    ends = [m.end() for m in _SENTENCE_END_RE.finditer(text, start) if m.end() < len(text)]
+    fitting = [end for end in ends if len(text) - end <= QUESTION_CHARS]
+    enough = [end for end in fitting if len(text) - end >= _MIN_QUESTION_CHARS]
+    return enough[-1] if enough else fitting[0] if fitting else ends[-1] if ends else start
+
+
+def split_pinned(text: str) -> tuple[str, str]:
+    """(pinned, tail) of a last-turn text as sent.
+
+    ``pinned`` must match exactly for any hit (it joins the scope): a long text's context
+    before its tail, and code (fenced blocks, indented lines) whose whitespace is meaning.
+    ``tail`` is what is embedded when the text is long ("" = embed the whole text)."""
+    text = text.strip()
+    tail = ""
+    context = ""
+    if len(text) > LONG_TEXT_CHARS:
+        start = _tail_start(text)
+        context, tail = text[:start], text[start:]
+    code = "\x1f".join(m.group() for m in _CODE_RE.finditer(tail or text))
+    pinned = f"{context}\x1e{code}" if context or code else ""
+    return pinned, tail
 
 
 def content_text(content: Any) -> tuple[str, bool]:
@@ -183,6 +226,12 @@ class RequestPlan:
     text: str  # normalized last-turn text (what is embedded)
     semantic: bool  # may the semantic tier be used (last turn is a text-only user turn)
     skip_reason: str | None = None  # set when the request must bypass the cache entirely
+    tail: str | None = None  # a long text's embedded tail (its context is in the scope)
+
+    @property
+    def embed_text(self) -> str:
+        """What is embedded: the whole text, or a long text's tail."""
+        return self.tail or self.text
 
 
 def _turn_record(message: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,6 +285,9 @@ def plan_request(
         "last_role": str(last.get("role", "")),
         "last_extra": {k: v for k, v in _turn_record(last).items() if k not in ("role", "text")},
     }
+    pinned, tail = split_pinned(text_raw)
+    if pinned:  # long contexts and code must match exactly; short prose keeps its old scope
+        scope_doc["pinned"] = sha256_hex(pinned)
     scope = sha256_hex(json.dumps(scope_doc, sort_keys=True, ensure_ascii=True))[:32]
     return RequestPlan(
         namespace=namespace,
@@ -246,4 +298,5 @@ def plan_request(
         text=text,
         semantic=skip is None and last.get("role") == "user",
         skip_reason=skip,
+        tail=normalize_text(tail) or None,
     )

@@ -68,7 +68,7 @@ def _batches(items: Iterable[WarmItem], size: int) -> Iterator[list[WarmItem]]:
 
 def _vectors_for(core: CacheCore, plans: list[RequestPlan]) -> dict[str, np.ndarray | None]:
     """One batched embedding call for the semantic texts of a batch; None = too long."""
-    texts = list(dict.fromkeys(plan.text for plan in plans if plan.semantic))
+    texts = list(dict.fromkeys(plan.embed_text for plan in plans if plan.semantic))
     return dict(zip(texts, core._work.embed_texts(texts), strict=True))
 
 
@@ -87,7 +87,7 @@ def store_many(
         vectors = _vectors_for(core, [p for p in plans if not p.skip_reason])
         writes: list[WriteEntry] = []
         for item, plan in zip(chunk, plans, strict=True):
-            if plan.skip_reason or (plan.semantic and vectors.get(plan.text) is None):
+            if plan.skip_reason or (plan.semantic and vectors.get(plan.embed_text) is None):
                 core._stats.skip(plan.skip_reason or "too_long")
                 continue
             flow = store_flow(
@@ -96,7 +96,7 @@ def store_many(
                 item.response,
                 ttl=item.ttl or core.settings.ttl,
                 exact_only=item.exact_only,
-                vector=vectors.get(plan.text),
+                vector=vectors.get(plan.embed_text),
             )
             try:
                 op = next(flow, None)
