@@ -104,18 +104,27 @@ def normalize_text(text: str) -> str:
 #: paragraph or sentences, at most ``QUESTION_CHARS``) is embedded, the rest must match exactly.
 LONG_TEXT_CHARS = 1000
 QUESTION_CHARS = 600
+#: A shorter text is split the same way when a blank line ends a part this long (a document or
+#: template before the question): that part must then match exactly.
+TEMPLATE_CONTEXT_CHARS = 400
 _MIN_QUESTION_CHARS = 20  # a shorter last paragraph ("Answer:") takes the one before it too
 _PARAGRAPH_RE = re.compile(r"\n[ \t]*\n\s*")
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?:;])\s+|\n\s*")
 _CODE_RE = re.compile(r"```.*?(?:```|$)|^[ \t]+\S[^\n]*", re.DOTALL | re.MULTILINE)
 
 
-def _tail_start(text: str) -> int:
-    """Where the embedded tail of a long text starts: the last paragraph(s), else sentences."""
+def _paragraph_start(text: str) -> int:
+    """Where the last paragraph starts (with the one before if it is a mere "Answer:")."""
     starts = [0, *(m.end() for m in _PARAGRAPH_RE.finditer(text))]
     start = starts.pop()
     while starts and len(text) - start < _MIN_QUESTION_CHARS:
         start = starts.pop()
+    return start
+
+
+def _tail_start(text: str) -> int:
+    """Where the embedded tail of a long text starts: the last paragraph(s), else sentences."""
+    start = _paragraph_start(text)
     if len(text) - start <= QUESTION_CHARS:
         return start
     ends = [m.end() for m in _SENTENCE_END_RE.finditer(text, start) if m.end() < len(text)]
@@ -127,14 +136,17 @@ def _tail_start(text: str) -> int:
 def split_pinned(text: str) -> tuple[str, str]:
     """(pinned, tail) of a last-turn text as sent.
 
-    ``pinned`` must match exactly for any hit (it joins the scope): a long text's context
-    before its tail, and code (fenced blocks, indented lines) whose whitespace is meaning.
-    ``tail`` is what is embedded when the text is long ("" = embed the whole text)."""
+    ``pinned`` must match exactly for any hit (it joins the scope): the context before the
+    tail of a long text (or of a text whose last paragraph follows a long one), and code
+    (fenced blocks, indented lines) whose whitespace is meaning. ``tail`` is what is embedded
+    then ("" = embed the whole text)."""
     text = text.strip()
     tail = ""
     context = ""
-    if len(text) > LONG_TEXT_CHARS:
-        start = _tail_start(text)
+    start = _tail_start(text) if len(text) > LONG_TEXT_CHARS else _paragraph_start(text)
+    if len(text) > LONG_TEXT_CHARS or (
+        start >= TEMPLATE_CONTEXT_CHARS and len(text) - start <= QUESTION_CHARS
+    ):
         context, tail = text[:start], text[start:]
     code = "\x1f".join(m.group() for m in _CODE_RE.finditer(tail or text))
     pinned = f"{context}\x1e{code}" if context or code else ""
