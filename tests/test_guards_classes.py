@@ -115,10 +115,26 @@ def test_closed_class_conflict_names_the_class(a: list[str], b: list[str], name:
         ("How many times can I try?", "How often can I try?"),
         ("What does `ls -la` print?", "What does ls -la print?"),
         ("Is it 24/7?", "Is it 24/7 ?"),
+        ("How can I activate my card>", "How do i activate my card"),
+        ("Nothing arrived yet.Would you check?", "Nothing arrived yet.What is wrong?"),
     ],
 )
 def test_prose_punctuation_is_no_code(a: str, b: str) -> None:
     assert code_conflict(a, b) == ""
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "allowed"),
+    [
+        ("Can I get a second card to give one to my son?", "Can I get another card for my son?",
+         True),  # "one" is a pronoun beside an ordinal
+        ("Can I get a second card?", "Can I get two cards?", False),
+        ("I want two cards", "I want one card", False),
+        ("The third one", "The first one", False),
+    ],
+)  # fmt: skip
+def test_one_beside_an_ordinal_is_a_pronoun(a: str, b: str, allowed: bool) -> None:
+    assert check_guards(a, b, HIGH).allowed is allowed
 
 
 CONTROLS = [

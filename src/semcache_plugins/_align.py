@@ -120,7 +120,8 @@ _OP_WORD_RE = re.compile(
     + r")"
 )
 _OP_CANON = {"==": "=", "**": "^"}
-_PROSE_OPS = frozenset("-/&*")
+# An operator between two words or values ("count += 1", "a == b", "x<y"); not "my card>".
+_CODE_OP_RE = re.compile(r"[\w)\]]\s*(?:==|!=|<=|>=|[-+*/%]=|&&|\|\||[<>=+^])\s*[\w(\[\"'-]")
 _MATH_RE = re.compile(_OPERAND + r"\s*(?:==|!=|<=|>=|[-+*/^<>=])\s*(?=" + _OPERAND + r")"
                       r"|(?<![\w.])-\d")  # fmt: skip
 
@@ -131,18 +132,27 @@ def _operators(text: str) -> list[str]:
     return [op for _, op in sorted(found)]
 
 
+def _identifiers(text: str) -> set[str]:
+    """Code-like names; "yet.Would" (a missing space after a full stop) is prose."""
+    return {
+        name
+        for name in _IDENT_RE.findall(text)
+        if not re.fullmatch(r"[a-z]+\.([A-Z][a-z]*)", name)
+        or name.split(".")[1].lower() not in lex.IGNORABLE
+    }
+
+
 def code_conflict(a: str, b: str) -> str:
     """``"code_mismatch"``, ``"identifier_mismatch"``, ``"operator_mismatch"`` or ``""``."""
     code_a = [m.group().strip("`").strip() for m in _FENCE_RE.finditer(a)]
     code_b = [m.group().strip("`").strip() for m in _FENCE_RE.finditer(b)]
     if code_a and code_b and code_a != code_b:
         return "code_mismatch"
-    ids_a, ids_b = set(_IDENT_RE.findall(a)), set(_IDENT_RE.findall(b))
+    ids_a, ids_b = _identifiers(a), _identifiers(b)
     if ids_a - ids_b and ids_b - ids_a:
         return "identifier_mismatch"
     ops_a, ops_b = _operators(a), _operators(b)
-    strong = set(ops_a + ops_b) - _PROSE_OPS  # "=" or "<" is code or maths; "-" may be prose
-    if ops_a != ops_b and (strong or _MATH_RE.search(a) or _MATH_RE.search(b)):
+    if ops_a != ops_b and any(r.search(t) for r in (_MATH_RE, _CODE_OP_RE) for t in (a, b)):
         return "operator_mismatch"
     return ""
 

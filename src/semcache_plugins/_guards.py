@@ -194,6 +194,10 @@ def _numbers_differ(ta: list[_Tok], tb: list[_Tok]) -> bool:
     """A number replaced by another ("one" counts; one-sided numbers go to the edit check)."""
     na, nb = (Counter("#1" if t.norm == "one" else t.norm for t in toks
                       if t.norm[0] == "#" or t.norm == "one") for toks in (ta, tb))  # fmt: skip
+    for extra, other, toks in ((na - nb, nb - na, ta), (nb - na, na - nb, tb)):
+        ones = sum(t.norm == "one" for t in toks)
+        if set(extra) == {"#1"} and extra["#1"] <= ones and all(k.endswith("th") for k in other):
+            return False  # "a second card ... give one to my daughter": a pronoun
     return bool(na - nb) and bool(nb - na)
 
 
