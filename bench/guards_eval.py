@@ -255,15 +255,20 @@ def reasons(lookups: list[Lookup], found: list[GuardVerdict], default: float) ->
 
 
 def split_summary(name: str, lookups: list[Lookup], allowed: list[bool], default: float) -> None:
+    """Design and held-out rows at ``default``; the last columns are a markdown table row."""
     for label, keep in (("design", True), ("holdout", False)):
         idx = [i for i, lk in enumerate(lookups) if lk.design == keep]
         sub, sub_allowed = [lookups[i] for i in idx], [allowed[i] for i in idx]
         rh, rf, rp, _ = score(sub, None, default)
-        gh, gf, gp, _ = score(sub, sub_allowed, default)
+        gh, gf, gp, served = score(sub, sub_allowed, default)
+        pos = sum(lk.should_hit for lk in sub)
+        wrong = served - round(gh * max(pos, 1) / 100)
         print(
             f"  {name:<10} {label:<8} n={len(sub):5d} | raw hit {rh:5.1f}% false {rf:5.1f}% "
             f"prec {rp:.3f} | guards hit {gh:5.1f}% false {gf:5.1f}% prec {gp:.3f}"
         )
+        row = f"{name} | {label} | {len(sub)} | {pos} | {gh:.2f} | {gp:.4f} | {served} | {wrong}"
+        print(f"  | {row} |")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
