@@ -116,6 +116,8 @@ def test_closed_class_conflict_names_the_class(a: list[str], b: list[str], name:
         ("What does `ls -la` print?", "What does ls -la print?"),
         ("Is it 24/7?", "Is it 24/7 ?"),
         ("How can I activate my card>", "How do i activate my card"),
+        ("Is the shop open 24/7?", "Is the shop always open?"),
+        ("Who planned the 9/11 attacks?", "Who planned the attacks of September 11?"),
         ("Nothing arrived yet.Would you check?", "Nothing arrived yet.What is wrong?"),
     ],
 )

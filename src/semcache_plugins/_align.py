@@ -25,6 +25,9 @@ for _name, _members in [*lex.CLOSED_CLASSES.items(), *_GROUPS.items()]:
         _PHRASES.setdefault(tuple(_phrase.split()), []).append((_name, _value))
 _LONGEST = max(len(phrase) for phrase in _PHRASES)
 
+#: A replaced span of at most this many words (a side) is a substitution, not a rewording.
+SUBSTITUTION_WORDS = 3
+
 Tagged = list[tuple[str, tuple[tuple[str, str], ...]]]
 
 
@@ -57,13 +60,13 @@ def _values(items: Tagged, *, span_only: bool) -> dict[str, list[str]]:
 
 
 def _clash(va: dict[str, list[str]], vb: dict[str, list[str]], *, order: bool = False) -> str:
-    """A class with a value on each side that the other lacks (``order``: or the same values
-    in another order, "Monday before Tuesday" / "Tuesday before Monday")."""
+    """A class with a value on each side that the other lacks (``order``: instead, the same
+    values in another order, "Monday before Tuesday" / "Tuesday before Monday")."""
     for name in sorted(va.keys() & vb.keys()):
         ca, cb = Counter(va[name]), Counter(vb[name])
-        if ca - cb and cb - ca:
-            return name
         if order and ca == cb and len(ca) > 1 and va[name] != vb[name]:
+            return name
+        if not order and ca - cb and cb - ca:
             return name
     return ""
 
@@ -71,22 +74,20 @@ def _clash(va: dict[str, list[str]], vb: dict[str, list[str]], *, order: bool = 
 def closed_class_conflict(a: Sequence[str], b: Sequence[str]) -> str:
     """The closed class whose members differ between the word lists ``a`` and ``b``, or ``""``.
 
-    Over the whole texts for the unambiguous classes; for every class, between the spans that
-    differ once the texts are aligned, and as a swap of the same members ("left of X, right of
-    Y" / "right of X, left of Y")."""
+    Over the whole texts for the unambiguous classes; for every class, in a short replaced span
+    once the texts are aligned ("log *in*" / "log *out*"), and as a swap of the same members
+    ("left of X, right of Y" / "right of X, left of Y")."""
     ta, tb = _tag(a), _tag(b)
     whole = _clash(_values(ta, span_only=False), _values(tb, span_only=False))
     if whole:
         return whole
     matcher = SequenceMatcher(None, [w for w, _ in ta], [w for w, _ in tb], autojunk=False)
-    span_a: Tagged = []
-    span_b: Tagged = []
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        if op != "equal":
-            span_a.extend(ta[i1:i2])
-            span_b.extend(tb[j1:j2])
-    spans = _clash(_values(span_a, span_only=True), _values(span_b, span_only=True))
-    return spans or _clash(_values(ta, span_only=True), _values(tb, span_only=True), order=True)
+        if op == "replace" and max(i2 - i1, j2 - j1) <= SUBSTITUTION_WORDS:
+            name = _clash(_values(ta[i1:i2], span_only=True), _values(tb[j1:j2], span_only=True))
+            if name:
+                return name
+    return _clash(_values(ta, span_only=True), _values(tb, span_only=True), order=True)
 
 
 _FENCE_RE = re.compile(r"```.*?(?:```|$)|`[^`\n]+`", re.DOTALL)
@@ -122,8 +123,9 @@ _OP_WORD_RE = re.compile(
 _OP_CANON = {"==": "=", "**": "^"}
 # An operator between two words or values ("count += 1", "a == b", "x<y"); not "my card>".
 _CODE_OP_RE = re.compile(r"[\w)\]]\s*(?:==|!=|<=|>=|[-+*/%]=|&&|\|\||[<>=+^])\s*[\w(\[\"'-]")
-_MATH_RE = re.compile(_OPERAND + r"\s*(?:==|!=|<=|>=|[-+*/^<>=])\s*(?=" + _OPERAND + r")"
-                      r"|(?<![\w.])-\d")  # fmt: skip
+# "9/11" and "24/7" are prose: "/" counts only with spaces around it ("7 / 2").
+_MATH_RE = re.compile(_OPERAND + r"(?:\s*(?:==|!=|<=|>=|[-+*^<>=])\s*|\s+/\s+)(?="
+                      + _OPERAND + r")|(?<![\w.])-\d")  # fmt: skip
 
 
 def _operators(text: str) -> list[str]:

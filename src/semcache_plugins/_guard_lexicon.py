@@ -221,7 +221,8 @@ letter_case: upper = uppercase upper_case capital_letters capitals all_caps caps
 level: upper = upper top | lower = lower bottom
 direction: in = in into inward incoming inbound inside | out = out outward outgoing outbound
     outside
-switch: on = on | off = off
+switch: on = turn_on switch_on turned_on switched_on power_on | off = turn_off switch_off
+    turned_off switched_off power_off
 trade: import = import imports imported importing | export = export exports exported
     exporting
 transfer: upload = upload uploads uploaded uploading | download = download downloads
