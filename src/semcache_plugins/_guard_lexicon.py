@@ -203,22 +203,23 @@ price: low = cheap cheaper cheapest inexpensive affordable least_expensive less_
     more_expensive most_expensive highest_price
 quality: good = best better top_rated | bad = worst worse lowest_rated
 size: big = big bigger biggest large larger largest huge | small = small smaller smallest tiny
-    little
 amount: more = more greater most | less = less fewer least
+bound: lower = at_least more_than over no_less_than | upper = at_most less_than fewer_than under
+    up_to no_more_than
 extreme: max = max maximum maximal maximise maximize | min = min minimum minimal minimise
     minimize
 speed: fast = fast faster fastest quick quicker quickest | slow = slow slower slowest
 age: new = new newer newest latest | old = old older oldest earliest
 height: high = high higher highest tall taller tallest | low = low lower lowest short shorter
     shortest
-order: before = before prior_to ahead_of | after = after following afterwards
+order: before = before prior_to ahead_of | after = after afterwards
 sequence: next = next upcoming | previous = previous preceding
 side: left = left leftmost | right = right rightmost
 vertical: up = up upward upwards upstairs uphill | down = down downward downwards downstairs
     downhill
 letter_case: upper = uppercase upper_case capital_letters capitals all_caps caps capitalize
     capitalise | lower = lowercase lower_case small_letters lower_letters
-level: upper = upper top | lower = lower bottom
+level: upper = upper | lower = lower bottom
 direction: in = in into inward incoming inbound inside | out = out outward outgoing outbound
     outside
 switch: on = turn_on switch_on turned_on switched_on power_on | off = turn_off switch_off
@@ -241,7 +242,8 @@ truth: true = true | false = false
 #: Classes whose words are common in other senses ("in", "on", "close to"): only a replacement
 #: in an aligned differing span counts.
 SPAN_ONLY_CLASSES = _words(
-    "order sequence side vertical level direction switch state run amount height age size sign"
+    "order sequence side vertical level direction switch state run amount bound height age size "
+    "sign"
 )
 
 

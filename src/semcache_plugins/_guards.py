@@ -53,6 +53,7 @@ class _Tok:
     key: str  # stem that matches the two sides
     cap: bool = False  # capitalised inside a sentence, or an acronym: a likely proper noun
     brk: bool = False  # punctuation before it (a clause boundary)
+    word: str = ""  # the word a folded ordinal was written as (what the small-edit check embeds)
 
 
 _TOKEN_RE = re.compile(
@@ -125,7 +126,7 @@ def _fold_numbers(toks: list[_Tok]) -> list[_Tok]:
             total = None
         if tok.norm in lex.ORDINAL_WORDS and not _second_of_time(before, tok, after):
             ordinal = f"#{lex.ORDINAL_WORDS[tok.norm]}th"
-            out.append(_Tok(ordinal, ordinal))
+            out.append(_Tok(ordinal, ordinal, word=tok.norm))
         elif tok.norm in ("am", "pm") and out and out[-1].norm.startswith("#"):
             out.append(_Tok(tok.norm[0] + ".m.", tok.norm[0] + ".m."))
         elif tok.norm:
@@ -288,7 +289,9 @@ def _small_edit(ta: list[_Tok], tb: list[_Tok]) -> tuple[str, str] | None:
     if not before and not after:
         return None
     phrase_a, phrase_b = [*before, *a[i1:i2], *after], [*before, *b[j1:j2], *after]
-    return " ".join(t.norm for t in phrase_a), " ".join(t.norm for t in phrase_b)
+    return " ".join(t.word or t.norm for t in phrase_a), " ".join(
+        t.word or t.norm for t in phrase_b
+    )
 
 
 def _template_verdict(
