@@ -133,6 +133,8 @@ def test_prose_punctuation_is_no_code(a: str, b: str) -> None:
         ("Can I get a second card?", "Can I get two cards?", False),
         ("I want two cards", "I want one card", False),
         ("The third one", "The first one", False),
+        ("Is the limit 100 requests per minute?", "Is the limit 100 requests per second?", False),
+        ("Wait a second", "Wait a minute", False),
     ],
 )  # fmt: skip
 def test_one_beside_an_ordinal_is_a_pronoun(a: str, b: str, allowed: bool) -> None:

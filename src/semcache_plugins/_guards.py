@@ -137,7 +137,8 @@ def _fold_numbers(toks: list[_Tok]) -> list[_Tok]:
 def _second_of_time(before: _Tok, tok: _Tok, after: _Tok) -> bool:
     """ "wait a second", "per second": the unit, not the ordinal ("a second card")."""
     unit_before = before.norm in lex.SECOND_UNIT_BEFORE or before.norm.startswith("#")
-    return tok.norm == "second" and unit_before and (after.brk or after.norm in lex.IGNORABLE)
+    ends = not after.norm or after.brk or after.norm in lex.IGNORABLE
+    return tok.norm == "second" and unit_before and ends
 
 
 def _is_typo(x: _Tok, y: _Tok) -> bool:
