@@ -12,6 +12,7 @@ PUBLIC = [
     "CacheCore",
     "CacheHit",
     "CacheSettings",
+    "CalibrationError",
     "CalibrationResult",
     "ConfigurationError",
     "EmbeddedRedisError",

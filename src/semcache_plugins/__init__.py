@@ -9,6 +9,7 @@ from ._core import CacheCore
 from ._embedder import Embedder, ModelFingerprint
 from ._errors import (
     BackendError,
+    CalibrationError,
     ConfigurationError,
     EmbeddedRedisError,
     EmbeddingError,
@@ -34,6 +35,7 @@ __all__ = [
     "CacheCore",
     "CacheHit",
     "CacheSettings",
+    "CalibrationError",
     "CalibrationResult",
     "ConfigurationError",
     "EmbeddedRedisError",

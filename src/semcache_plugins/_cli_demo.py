@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._cli_io import check_redis_url
 from ._core import CacheCore
 from ._errors import ConfigurationError, SemcacheError
 from ._fake_llm import FakeLLM
@@ -233,7 +234,7 @@ def run_demo(redis_url: str, *, out: Callable[[str], Any] = print) -> list[DemoR
 def _run(args: argparse.Namespace) -> int:
     url = args.redis_url or resolve_redis_url()
     if url:
-        run_demo(url)
+        run_demo(check_redis_url(url))
         return 0
     with EmbeddedRedis() as server:
         print(f"started embedded Redis at {server.url}")
