@@ -315,18 +315,26 @@ CORRUPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+CORE_PARAMS = {"semcache_test": "core only"}
+
+
 @pytest.mark.parametrize("name", CORRUPTIONS)
 async def test_corrupt_record_is_a_miss_then_healed(
     core: CacheCore, cache: SemCache, redis_client: redis.Redis, name: str
 ) -> None:
-    entry = core.store(user(QUESTION), {"answer": "good"}, MODEL)
-    chat(user(QUESTION), "good")  # the LiteLLM entry (its scope holds the call's parameters)
+    # a core entry in a scope of its own (LiteLLM chat calls share the plain scope)
+    entry = core.store(user(QUESTION), {"answer": "good"}, MODEL, CORE_PARAMS)
+    chat(user(QUESTION), "good")  # the LiteLLM entry
     litellm_entry = chat(user(QUESTION), "unused")._hidden_params["semcache"]["entry_id"]
     assert entry is not None and litellm_entry != entry
     for key in (entry, litellm_entry):
         redis_client.hset(core.layout.key(key), mapping=CORRUPTIONS[name])
     for messages in (user(QUESTION), user(PARAPHRASE)):
-        for hit in (core.lookup(messages, MODEL), await core.alookup(messages, MODEL)):
+        hits = (
+            core.lookup(messages, MODEL, CORE_PARAMS),
+            await core.alookup(messages, MODEL, CORE_PARAMS),
+        )
+        for hit in hits:
             assert hit is None or hit.response == {"answer": "good"}  # never garbage
     answer = content(chat(user(QUESTION), "fresh"))  # through LiteLLM: never a failure
     assert answer in {"good", "fresh"}  # some corruptions leave the record readable
@@ -379,7 +387,8 @@ async def test_foreign_response_shapes_never_fail_the_call(
         "".join(c.choices[0].delta.content or "" for c in chat(user(QUESTION), "b", stream=True)),
         content(await achat(user(QUESTION), "c")),
     }
-    assert answers <= {"a", "b", "c", "x"}  # the provider's, or a readable cached "x"
+    # the provider's, or a readable cached "x" (a plain string is an answer text too)
+    assert answers <= {"a", "b", "c", "x", "just a string"}
 
 
 async def test_foreign_hashes_under_the_key_prefix(
@@ -404,7 +413,7 @@ async def test_foreign_hashes_under_the_key_prefix(
     litellm_key = core.layout.key(litellm_entry)
     stranger = {
         **redis_client.hgetall(litellm_key),
-        b"payload": json.dumps({"v": 1, "response": "not a completion"}),
+        b"payload": json.dumps({"v": 1, "response": {"not": "an answer"}}),
     }
     redis_client.delete(litellm_key)
     redis_client.hset(core.layout.key("foreign-valid"), mapping=stranger)

@@ -200,7 +200,7 @@ def test_no_redis_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    for command in ("stats", "invalidate", "warm", "indexes", "calibrate"):
+    for command in ("stats", "invalidate", "warm", "delete", "indexes", "calibrate"):
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])
         out = capsys.readouterr().out

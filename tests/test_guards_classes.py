@@ -66,6 +66,8 @@ CLOSED = [
 ]
 CODE = [
     ("What is 2+3?", "What is 2*3?"),
+    ("What is 2 - 3?", "What is 3 - 2?"),
+    ("Is a + b + c the same?", "Is a + c * b the same?"),
     ("What is 7 - 2?", "What is 7 / 2?"),
     ("Is x > 5 here?", "Is x < 5 here?"),
     ("Why does a == b fail?", "Why does a != b fail?"),
@@ -116,6 +118,7 @@ def test_closed_class_conflict_names_the_class(a: list[str], b: list[str], name:
         ("What does `ls -la` print?", "What does ls -la print?"),
         ("Is it 24/7?", "Is it 24/7 ?"),
         ("How can I activate my card>", "How do i activate my card"),
+        ("What is x + y when x = 2?", "When x = 2, what is x + y?"),  # clauses moved
         ("Is the shop open 24/7?", "Is the shop always open?"),
         ("Who planned the 9/11 attacks?", "Who planned the attacks of September 11?"),
         ("Nothing arrived yet.Would you check?", "Nothing arrived yet.What is wrong?"),

@@ -86,9 +86,45 @@ def test_nested_param_dict_order_is_canonical() -> None:
     )
 
 
-def test_whitespace_is_normalized_but_case_is_kept() -> None:
-    assert plan([user("What  is\nRedis? ")]).entry_id == plan([user("What is Redis?")]).entry_id
-    assert plan([user("what is redis?")]).entry_id != plan([user("What is Redis?")]).entry_id
+@pytest.mark.parametrize(
+    ("sent", "other"),
+    [
+        ("What is 2³ + 1?", "What is 23 + 1?"),  # superscript
+        ("What is x² + 1?", "What is x2 + 1?"),
+        ("How many atoms are in H₂O?", "How many atoms are in H2O?"),  # subscript
+        ("What does CO₂ do?", "What does CO2 do?"),
+        ("What is step ①?", "What is step 1?"),  # circled number
+        ("Is ½ cup enough?", "Is 1⁄2 cup enough?"),  # fraction
+        ("What is １２ + 1?", "What is 12 + 1?"),  # fullwidth digits
+        ("Open the ﬁle", "Open the file"),  # ligature
+        ("What is Ⅳ?", "What is IV?"),  # roman numeral
+        ("What  is Redis?", "What is Redis?"),  # inner whitespace
+        ("What is\nRedis?", "What is Redis?"),
+        ("def f(x):\n    return x", "def f(x):\n  return x"),  # code indentation
+        ("if x:\n    a()\n    b()", "if x:\n    a()\nb()"),
+        ("what is redis?", "What is Redis?"),  # case
+    ],
+)
+def test_exact_key_is_the_text_as_sent(sent: str, other: str) -> None:
+    """Only leading/trailing whitespace is trimmed: NFKC folding, inner whitespace and case
+    all make another exact key (the embedded text may still be the same)."""
+    assert plan([user(sent)]).entry_id != plan([user(other)]).entry_id
+    assert plan([user(f"  {sent}\n ")]).entry_id == plan([user(sent)]).entry_id
+    assert plan([user(sent)]).prompt == sent
+    # the same for the system prompt and prior turns
+    system = {"role": "system", "content": sent}
+    other_system = {"role": "system", "content": other}
+    assert plan([system, user("q")]).scope != plan([other_system, user("q")]).scope
+    assert system_prompt_hash(sent) != system_prompt_hash(other)
+    assert system_prompt_hash(f" {sent} ") == system_prompt_hash(sent)
+    prior = [user(sent), {"role": "assistant", "content": "ok"}, user("and then?")]
+    other_prior = [user(other), {"role": "assistant", "content": "ok"}, user("and then?")]
+    assert plan(prior).scope != plan(other_prior).scope
+
+
+def test_embedded_text_stays_normalized() -> None:
+    assert plan([user("What  is\nRedis? ")]).text == "What is Redis?"
+    assert plan([user("What is 2³?")]).text == "What is 23?"
 
 
 def test_content_parts() -> None:
@@ -165,4 +201,5 @@ def test_lone_surrogates_do_not_raise() -> None:
 def test_system_prompt_hash_matches_plan() -> None:
     p = plan([SYSTEM, user("q")])
     assert p.system_hash == system_prompt_hash("You are terse.")
-    assert p.system_hash == system_prompt_hash(["  You are   terse. "])
+    assert p.system_hash == system_prompt_hash(["  You are terse. "])
+    assert p.system_hash != system_prompt_hash(["You are   terse."])

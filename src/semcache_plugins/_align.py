@@ -112,7 +112,8 @@ _OP_WORDS = {
     "to the power of": "^",
 }
 _OP_WORD_RE = re.compile(
-    _OPERAND
+    r"(?i)"
+    + _OPERAND
     + r"\s*\b("
     + "|".join(sorted(_OP_WORDS, key=len, reverse=True))
     + r")\b\s*"
@@ -128,10 +129,23 @@ _MATH_RE = re.compile(_OPERAND + r"(?:\s*(?:==|!=|<=|>=|[-+*^<>=])\s*|\s+/\s+)(?
                       + _OPERAND + r")|(?<![\w.])-\d")  # fmt: skip
 
 
-def _operators(text: str) -> list[str]:
-    found = [(m.start(), _OP_CANON.get(m.group(), m.group())) for m in _OP_RE.finditer(text)]
-    found += [(m.start(1), _OP_WORDS[m.group(1)]) for m in _OP_WORD_RE.finditer(text.lower())]
-    return [op for _, op in sorted(found)]
+def _symbolic(text: str) -> str:
+    """Operator words between operands as symbols: "2 plus 3" -> "2 + 3"."""
+    return _OP_WORD_RE.sub(
+        lambda m: m.group(0).replace(m.group(1), f" {_OP_WORDS[m.group(1).lower()]} "), text
+    )
+
+
+def _operators(text: str) -> Counter[str]:
+    return Counter(_OP_CANON.get(m.group(), m.group()) for m in _OP_RE.finditer(text))
+
+
+# (left operand, operator, right operand): clauses may move ("x = 1, what is x + y" / "what is
+# x + y when x = 1"), but "2 - 3" is not "3 - 2".
+_TRIPLE_RE = re.compile(
+    r"([\w.²³⁴()\[\]]+)\s*(==|!=|<=|>=|[-+*/%]=|&&|\|\||\*\*|//|[-+*/^<>=])\s*"
+    r"(?=([\w.²³⁴()\[\]-]+))"
+)
 
 
 def _identifiers(text: str) -> set[str]:
@@ -153,8 +167,10 @@ def code_conflict(a: str, b: str) -> str:
     ids_a, ids_b = _identifiers(a), _identifiers(b)
     if ids_a - ids_b and ids_b - ids_a:
         return "identifier_mismatch"
-    ops_a, ops_b = _operators(a), _operators(b)
-    if ops_a != ops_b and any(r.search(t) for r in (_MATH_RE, _CODE_OP_RE) for t in (a, b)):
+    a, b = _symbolic(a), _symbolic(b)
+    differ = _operators(a) != _operators(b)
+    differ = differ or Counter(_TRIPLE_RE.findall(a)) != Counter(_TRIPLE_RE.findall(b))
+    if differ and any(r.search(t) for r in (_MATH_RE, _CODE_OP_RE) for t in (a, b)):
         return "operator_mismatch"
     return ""
 

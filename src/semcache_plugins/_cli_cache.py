@@ -1,4 +1,4 @@
-"""``semcache stats|invalidate|warm|indexes``: operate a cache from the shell."""
+"""``semcache stats|invalidate|warm|delete|indexes``: operate a cache from the shell."""
 
 from __future__ import annotations
 
@@ -196,6 +196,13 @@ def _warm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delete(args: argparse.Namespace) -> int:
+    with _core(args) as core:
+        found = core.delete(args.entry_id)
+    print(f"deleted entry {args.entry_id}" if found else f"no entry {args.entry_id}")
+    return 0 if found else 1
+
+
 def _indexes(args: argparse.Namespace) -> int:
     prefix = _prefix(args)
     with _client(args) as client:
@@ -221,7 +228,7 @@ def _indexes(args: argparse.Namespace) -> int:
 
 
 def register(groups: Any) -> None:
-    """Add ``stats``, ``invalidate``, ``warm`` and ``indexes``."""
+    """Add ``stats``, ``invalidate``, ``warm``, ``delete`` and ``indexes``."""
     stats = with_redis(
         command(
             groups,
@@ -254,8 +261,10 @@ def register(groups: Any) -> None:
             groups,
             "warm",
             "pre-load prompt/response pairs from a JSONL file",
-            'Each line: {"prompt" or "messages", "system"?, "response", "model"?, "params"?, '
-            '"ttl"?}. Embeddings are computed in batches.',
+            'Each line: {"prompt" or "messages", "system"?, "response" (text or a chat message '
+            '{"content", "tool_calls"?}), "model"?, "params"?, "ttl"?}. Embeddings are computed '
+            "in batches. LiteLLM and LangChain calls with the same model, system prompt and "
+            "params are served these answers.",
         )
     )
     warm.add_argument("file", metavar="FILE.jsonl")
@@ -263,6 +272,18 @@ def register(groups: Any) -> None:
     warm.add_argument("--namespace", help="namespace to store under (default: settings)")
     warm.add_argument("--batch-size", type=int, default=64, help="texts per embedding batch")
     warm.set_defaults(handler=_warm)
+
+    delete = with_redis(
+        command(
+            groups,
+            "delete",
+            "remove one cached answer by its entry id",
+            "Remove the entry a hit reported (its 'entry_id', 32 hex digits) from the current "
+            "index. Exits 1 when there is no such entry.",
+        )
+    )
+    delete.add_argument("entry_id", metavar="ID", help="the entry id a hit reports")
+    delete.set_defaults(handler=_delete)
 
     indexes = with_redis(
         command(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,6 +18,7 @@ from ._compute import DeadlineExceeded, ModelWork
 from ._embedder import Embedder
 from ._errors import BackendError, ConfigurationError, SemcacheError
 from ._flows import (
+    DeleteKeys,
     EmbedQuery,
     Flow,
     FlowConfig,
@@ -24,6 +26,7 @@ from ._flows import (
     LookupResult,
     invalidate_flow,
     lookup_flow,
+    single_op,
     store_flow,
 )
 from ._generations import GenerationMemo
@@ -39,6 +42,7 @@ from ._warm import WarmItem, store_many
 __all__ = ["CacheCore", "adapter_core"]
 
 logger = logging.getLogger("semcache_plugins")
+_ENTRY_ID = re.compile(r"[0-9a-f]{32}")
 Messages = Sequence[Mapping[str, Any]]
 
 
@@ -322,12 +326,16 @@ class CacheCore:
 
     def store_many(
         self,
-        items: Iterable[WarmItem],
+        items: Iterable[WarmItem | Mapping[str, Any]],
         *,
         batch_size: int = 64,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Pre-load many entries with batched embeddings; returns how many were written."""
+        """Pre-load many entries with batched embeddings; returns how many were written.
+
+        ``items`` are ``WarmItem``s or plain records (``prompt``/``messages``, ``system``,
+        ``response`` as text or a chat message, ``model``, ``params``): a record's answer is
+        stored in the neutral format every adapter renders."""
         return store_many(self, items, batch_size=batch_size, progress=progress)
 
     def _invalidation(
@@ -357,6 +365,20 @@ class CacheCore:
     ) -> int:
         """Async twin of :meth:`invalidate`."""
         return int(await self._arun(self._invalidation(system_prompt, model, namespace)))
+
+    def _deletion(self, entry_id: str) -> Flow:
+        if not isinstance(entry_id, str) or not _ENTRY_ID.fullmatch(entry_id):
+            raise ConfigurationError("an entry id is the 32 hex digits a hit reports")
+        return single_op(DeleteKeys((self.layout.key(entry_id),)))
+
+    def delete(self, entry_id: str) -> bool:
+        """Remove one entry by the id a hit reports (``hit.entry_id``); whether it existed."""
+        return bool(self._run(self._deletion(entry_id)))
+
+    async def adelete(self, entry_id: str) -> bool:
+        """Async twin of :meth:`delete`."""
+        await self._aconfig()  # the index layout names the key; never load the model on the loop
+        return bool(await self._arun(self._deletion(entry_id)))
 
     def clear(self) -> int:
         """Remove every entry of this core's namespace (current embedding version)."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ._answer import answers_agree
 from ._errors import ConfigurationError, SerializationError
 from ._generations import GenerationMemo, generation_key, plan_generation_keys, servable
 from ._guards import DEFAULT_SIMILARITY_THRESHOLD
@@ -27,6 +28,7 @@ from ._index import (
     knn_command,
     namespace_hash,
 )
+from ._notation import notation_differs
 from ._records import (
     StoredRecord,
     decode_record,
@@ -34,7 +36,7 @@ from ._records import (
     record_mapping,
     vector_digest,
 )
-from ._scope import RequestPlan
+from ._scope import RequestPlan, normalize_text
 from ._ttl import validate_max_age
 from ._types import CacheHit
 
@@ -228,22 +230,6 @@ def _in_scope(
     return candidates
 
 
-def answers_agree(
-    candidates: Sequence[tuple[float, StoredRecord]], index: int, margin: float
-) -> bool:
-    """May candidate ``index`` answer? Not if a nearer neighbour, or one less than ``margin``
-    further away, holds a different answer: the query sits between two answers (a ratio test).
-    A margin of 0 turns the check off."""
-    if margin <= 0:
-        return True
-    similarity, record = candidates[index]
-    return all(
-        other.response == record.response
-        for other_similarity, other in candidates
-        if other_similarity >= similarity - margin
-    )
-
-
 def _cached_tail(plan: RequestPlan, prompt: str) -> str:
     """The part of a cached prompt that the guards compare with ``plan.embed_text``: a long
     text's tail (its context matched exactly through the scope), else the whole prompt."""
@@ -306,10 +292,12 @@ def lookup_flow(
         if config.guards and not answers_agree(candidates, index, config.agreement_margin):
             logger.debug("semcache: neighbours of %s disagree; a miss", plan.entry_id)
             break
+        if notation_differs(plan.prompt, record.prompt):
+            continue  # "2³" vs "23", "H₂O" vs "H2O", re-indented code: the same once normalized
+        cached_text = _cached_tail(plan, normalize_text(record.prompt))
         if config.guards and not (
-            yield GuardCheck(plan.embed_text, _cached_tail(plan, record.prompt), similarity,
-                             config.threshold)
-        ):  # fmt: skip
+            yield GuardCheck(plan.embed_text, cached_text, similarity, config.threshold)
+        ):
             continue
         hit = CacheHit(
             record.response,
@@ -369,7 +357,7 @@ def store_flow(
         "expires_at": "" if ttl is None else f"{created_at + ttl:.6f}",
         "gen": str(generation),
         "vec": vector_digest(vector_bytes),
-        "prompt": plan.text,
+        "prompt": plan.prompt,  # as sent: checked against queries on KNN hits
         "payload": payload,
     }
     mapping = record_mapping(fields, plan.entry_id, config.signing_key, vector_bytes)

@@ -338,14 +338,12 @@ def check_guards(
     be ``threshold`` similar); it is not called when the texts match after normalisation or a
     lexical rule decides.
     """
-    code = code_conflict(query, cached)
-    if code:
-        return GuardVerdict(False, code)
     ta, tb = _tokenize(query), _tokenize(cached)
-    if [t.key for t in ta] == [t.key for t in tb]:
-        return GuardVerdict(True, "identical")
+    if [t.key for t in ta] == [t.key for t in tb]:  # "a + b" / "a - b": only code can differ
+        code = code_conflict(query, cached)
+        return GuardVerdict(not code, code or "identical")
     only_a, only_b = _diff(ta, tb)
-    reason = _lexical_verdict(ta, tb, only_a, only_b)
+    reason = _lexical_verdict(ta, tb, only_a, only_b) or code_conflict(query, cached)
     if not reason and closed_class_conflict([t.norm for t in ta], [t.norm for t in tb]):
         reason = "closed_class_mismatch"
     if reason:

@@ -25,8 +25,10 @@ from typing import Any
 from langchain_core._api import LangChainBetaWarning
 from langchain_core.load import Serializable, dumpd, load
 from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.messages.tool import tool_call
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 
+from ._answer import ShownAnswer
 from ._errors import SerializationError
 from ._scope import sha256_hex
 
@@ -38,7 +40,9 @@ __all__ = [
     "has_tool_calls",
     "parse_llm_string",
     "parse_prompt",
+    "render_generations",
     "to_request",
+    "with_hit_info",
 ]
 
 # A role the core never embeds: a prompt we cannot read is served from the exact tier only.
@@ -64,6 +68,22 @@ _ROLES = {
     "FunctionMessage": "function",
 }
 _CHAT_ROLES = {"human": "user", "ai": "assistant"}
+# Constructor kwargs of serializable chat models that never change the answer (transport,
+# usage reporting). With the class name left out too, ``ChatOpenAI(model="gpt-4o-mini")`` has
+# the scope of ``model="gpt-4o-mini"`` with no params: LiteLLM's and warmed entries' scope.
+_NOT_ANSWER_KWARGS = frozenset(
+    {
+        "stream_usage",
+        "disable_streaming",
+        "rate_limiter",
+        "include_response_headers",
+        "default_query",
+        "http_async_client",
+        "max_retries",
+        "request_timeout",
+        "timeout",
+    }
+)
 # The only classes a cached payload may revive (``load`` with an explicit allowlist).
 _ALLOWED: list[type[Serializable]] = [
     Generation,
@@ -86,11 +106,15 @@ class CacheRequest:
     messages: list[dict[str, Any]]
     model: str
     params: dict[str, Any]
+    chat: bool = False  # a chat model's prompt (its hits are ChatGenerations)
 
 
 def to_request(prompt: str, llm_string: str) -> CacheRequest:
     """The core request for LangChain's ``(prompt, llm_string)`` pair."""
     model, params = parse_llm_string(llm_string)
+    chat = _chat_messages(prompt)
+    if chat is not None:
+        return CacheRequest(chat, model, params, chat=True)
     return CacheRequest(parse_prompt(prompt), model, params)
 
 
@@ -137,8 +161,8 @@ def _message(obj: dict[str, Any]) -> dict[str, Any] | None:
     return message
 
 
-def parse_prompt(prompt: str) -> list[dict[str, Any]]:
-    """Messages for a chat prompt (``dumps(messages)``); one user turn for plain LLM text."""
+def _chat_messages(prompt: str) -> list[dict[str, Any]] | None:
+    """Messages for a chat prompt (``dumps(messages)``), or None for plain LLM text."""
     if prompt.startswith("["):
         try:
             data = json.loads(prompt)
@@ -149,7 +173,13 @@ def parse_prompt(prompt: str) -> list[dict[str, Any]]:
             if any(message is None for message in messages):
                 return [{"role": OPAQUE_ROLE, "content": prompt}]
             return [message for message in messages if message is not None]
-    return [{"role": "user", "content": prompt}]
+    return None
+
+
+def parse_prompt(prompt: str) -> list[dict[str, Any]]:
+    """Messages for a chat prompt (``dumps(messages)``); one user turn for plain LLM text."""
+    chat = _chat_messages(prompt)
+    return chat if chat is not None else [{"role": "user", "content": prompt}]
 
 
 # -- llm_string ---------------------------------------------------------------------------------
@@ -195,8 +225,12 @@ def _serialized_llm_string(llm_string: str) -> tuple[str, dict[str, Any]] | None
     call = _literal_params(call_text)
     if call is None:
         call = {"call_params_sha256": sha256_hex(call_text)}
-    init = {key: value for key, value in obj["kwargs"].items() if not _is_secret(value)}
-    params = {**init, **call, "lc_class": ".".join(obj["id"])}
+    init = {
+        key: value
+        for key, value in obj["kwargs"].items()
+        if not _is_secret(value) and key not in _NOT_ANSWER_KWARGS
+    }
+    params = {**init, **call}
     model = _take_model(params, call, init) or obj["id"][-1]
     return model, params
 
@@ -271,3 +305,41 @@ def has_tool_calls(generations: Sequence[Generation]) -> bool:
         ):
             return True
     return False
+
+
+def render_generations(shown: Sequence[ShownAnswer], *, chat: bool) -> list[Generation]:
+    """Generations for an entry stored in another shape (a warmed answer, a LiteLLM response):
+    ``ChatGeneration``s with an ``AIMessage`` (tool calls included) for chat models, plain
+    ``Generation``s for LLMs."""
+    if not chat:
+        return [Generation(text=answer.content) for answer in shown]
+    generations: list[Generation] = []
+    for answer in shown:
+        calls = []
+        for index, call in enumerate(answer.tool_calls):
+            try:
+                args = json.loads(call.arguments)
+            except (ValueError, RecursionError):
+                args = None
+            if not isinstance(args, dict):
+                raise SerializationError("a cached tool call's arguments are not a JSON object")
+            calls.append(tool_call(name=call.name, args=args, id=call.id or f"call_{index}"))
+        message = AIMessage(content=answer.content, tool_calls=calls)
+        generations.append(ChatGeneration(message=message))
+    return generations
+
+
+def with_hit_info(generations: list[Generation], info: Mapping[str, Any]) -> list[Generation]:
+    """Put the hit's tier, similarity and entry id in each chat message's
+    ``response_metadata["semcache"]`` (plain LLM generations are returned as stored)."""
+    marked: list[Generation] = []
+    for generation in generations:
+        message = getattr(generation, "message", None)
+        if isinstance(generation, ChatGeneration) and isinstance(message, AIMessage):
+            metadata = {**message.response_metadata, "semcache": dict(info)}
+            generation = ChatGeneration(
+                message=message.model_copy(update={"response_metadata": metadata}),
+                generation_info=generation.generation_info,
+            )
+        marked.append(generation)
+    return marked

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from langchain_core.caches import BaseCache
+from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
 from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.load import dumps
@@ -22,8 +23,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import add_ai_message_chunks
 from langchain_core.messages.tool import ToolCallChunk, tool_call_chunk
 from langchain_core.messages.utils import message_chunk_to_message
-from langchain_core.outputs import ChatGeneration, Generation
+from langchain_core.outputs import ChatGeneration, Generation, LLMResult
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
+from langchain_core.runnables.config import ensure_config
 
 try:  # what BaseChatModel applies to messages before it builds the cache key
     from langchain_core.language_models._utils import _normalize_messages
@@ -44,6 +46,8 @@ class _Key(NamedTuple):
     cache: BaseCache
     prompt: str
     llm_string: str
+    messages: list[BaseMessage]
+    call: dict[str, Any]
 
 
 def message_to_chunks(message: AIMessage) -> list[AIMessageChunk]:
@@ -109,7 +113,8 @@ class CachedChatModel(Runnable[LanguageModelInput, AIMessage]):
 
     The cache is ``cache``, else the model's own ``cache=``, else the global LLM cache. Keys
     are exactly those of ``model.invoke``, so streamed and invoked calls share entries. A hit
-    starts no callback run; a stream that raises or is abandoned early is not stored.
+    reports to the callbacks as ``invoke`` does on a hit (chat model start, then end with the
+    cached message); a stream that raises or is abandoned early is not stored.
     """
 
     def __init__(
@@ -145,7 +150,44 @@ class CachedChatModel(Runnable[LanguageModelInput, AIMessage]):
         prompt = dumps(
             [m.model_copy(update={"id": None}) if m.id is not None else m for m in messages]
         )
-        return _Key(cache, prompt, self._chat._get_llm_string(stop=stop, **call))
+        llm_string = self._chat._get_llm_string(stop=stop, **call)
+        return _Key(cache, prompt, llm_string, messages, {**call, "stop": stop})
+
+    def _hit_run(self, key: _Key, config: RunnableConfig | None) -> dict[str, Any]:
+        """What a callback run of a cache hit reports (as ``invoke`` does on a hit: a chat
+        model start, then the end with the cached message)."""
+        config = ensure_config(config)
+        return {
+            "configure": (
+                config.get("callbacks"),
+                self._chat.callbacks,
+                self._chat.verbose,
+                config.get("tags"),
+                self._chat.tags,
+                config.get("metadata"),
+                self._chat.metadata,
+            ),
+            "start": {
+                "serialized": self._chat._serialized,
+                "messages": [key.messages],
+                "invocation_params": self._chat._get_invocation_params(**key.call),
+                "name": config.get("run_name"),
+                "run_id": config.get("run_id"),
+                "batch_size": 1,
+            },
+        }
+
+    def _report_hit(self, key: _Key, config: RunnableConfig | None, hit: AIMessage) -> None:
+        run = self._hit_run(key, config)
+        manager = CallbackManager.configure(*run["configure"])
+        (run_manager,) = manager.on_chat_model_start(**run["start"])
+        run_manager.on_llm_end(LLMResult(generations=[[ChatGeneration(message=hit)]]))
+
+    async def _areport_hit(self, key: _Key, config: RunnableConfig | None, hit: AIMessage) -> None:
+        run = self._hit_run(key, config)
+        manager = AsyncCallbackManager.configure(*run["configure"])
+        (run_manager,) = await manager.on_chat_model_start(**run["start"])
+        await run_manager.on_llm_end(LLMResult(generations=[[ChatGeneration(message=hit)]]))
 
     def invoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
@@ -155,6 +197,7 @@ class CachedChatModel(Runnable[LanguageModelInput, AIMessage]):
             return self.model.invoke(input, config, **kwargs)  # type: ignore[no-any-return]
         hit = _cached_message(key.cache.lookup(key.prompt, key.llm_string))
         if hit is not None:
+            self._report_hit(key, config, hit)
             return hit
         message = self.model.invoke(input, config, **kwargs)
         key.cache.update(key.prompt, key.llm_string, [ChatGeneration(message=message)])
@@ -168,6 +211,7 @@ class CachedChatModel(Runnable[LanguageModelInput, AIMessage]):
             return await self.model.ainvoke(input, config, **kwargs)  # type: ignore[no-any-return]
         hit = _cached_message(await key.cache.alookup(key.prompt, key.llm_string))
         if hit is not None:
+            await self._areport_hit(key, config, hit)
             return hit
         message = await self.model.ainvoke(input, config, **kwargs)
         await key.cache.aupdate(key.prompt, key.llm_string, [ChatGeneration(message=message)])
@@ -178,7 +222,8 @@ class CachedChatModel(Runnable[LanguageModelInput, AIMessage]):
     ) -> Iterator[AIMessageChunk]:
         key = self._key(input, kwargs)
         hit = None if key is None else _cached_message(key.cache.lookup(key.prompt, key.llm_string))
-        if hit is not None:
+        if hit is not None and key is not None:
+            self._report_hit(key, config, hit)
             yield from message_to_chunks(hit)
             return
         chunks = []
@@ -197,7 +242,8 @@ class CachedChatModel(Runnable[LanguageModelInput, AIMessage]):
             if key is None
             else _cached_message(await key.cache.alookup(key.prompt, key.llm_string))
         )
-        if hit is not None:
+        if hit is not None and key is not None:
+            await self._areport_hit(key, config, hit)
             for piece in message_to_chunks(hit):
                 yield piece
             return

@@ -24,6 +24,7 @@ from litellm.litellm_core_utils.model_param_helper import ModelParamHelper
 from litellm.types.utils import ModelResponse, TextCompletionResponse, is_litellm_owned_kwarg
 from pydantic import BaseModel
 
+from ._answer import ShownAnswer, shown_answers
 from ._errors import ConfigurationError, SemcacheError
 from ._scope import plan_request
 from ._types import CacheHit
@@ -33,6 +34,8 @@ __all__ = [
     "CallRequest",
     "entry_ref",
     "failure_detail",
+    "hit_info",
+    "rendered_chat",
     "served_response",
     "stored_response",
     "to_request",
@@ -48,7 +51,9 @@ TEXT_CALL_TYPES: tuple[str, ...] = (
 )
 # Never part of the scope: the prompt itself, the model (scoped on its own), and per-call noise.
 _NOT_SCOPE = frozenset({"messages", "prompt", "model", "parent_otel_span", "cache_key"})
-# Chat and text completion payloads differ in shape: they never share a scope.
+# Text completions are cached as TextCompletionResponses under a scope of their own. Chat
+# completions use the plain scope (no format parameter), which warmed entries and other
+# adapters share: an entry in another shape is rendered from what it shows (``_answer``).
 FORMAT_PARAM = "semcache_format"
 _NAMESPACE_FORBIDDEN = frozenset("{}|,:*\"' \t\n")
 
@@ -136,7 +141,7 @@ def to_request(kwargs: Mapping[str, Any], *, model: str) -> CallRequest | None:
         messages = _prompt_messages(kwargs.get("prompt"))
     if not isinstance(messages, list):
         return None
-    params = {**scope_params(kwargs), FORMAT_PARAM: "litellm.text" if text else "litellm.chat"}
+    params = {**scope_params(kwargs), **({FORMAT_PARAM: "litellm.text"} if text else {})}
     return CallRequest(
         messages=messages,
         model=str(model),
@@ -213,29 +218,92 @@ def stored_response(result: Any, *, text: bool) -> tuple[dict[str, Any], bool] |
     return data, _has_tool_calls(data)
 
 
-def served_response(hit: CacheHit | None, *, text: bool) -> dict[str, Any] | None:
+def _tool_call(call_id: str | None, index: int, name: str, arguments: str) -> dict[str, Any]:
+    return {
+        "id": call_id or f"call_semcache_{index}",
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }
+
+
+def rendered_chat(shown: list[ShownAnswer], hit: CacheHit, model: str) -> dict[str, Any]:
+    """A chat completion dict for an entry stored in another shape (warmed, LangChain)."""
+    choices = []
+    for index, answer in enumerate(shown):
+        calls = [
+            _tool_call(call.id, number, call.name, call.arguments)
+            for number, call in enumerate(answer.tool_calls)
+        ]
+        content = answer.content if answer.content or not calls else None
+        message = {"role": "assistant", "content": content, "tool_calls": calls}
+        if not calls:
+            message.pop("tool_calls")
+        choices.append(
+            {
+                "index": index,
+                "finish_reason": "tool_calls" if calls else "stop",
+                "message": message,
+            }
+        )
+    return {
+        "id": f"chatcmpl-semcache-{hit.entry_id}",
+        "object": "chat.completion",
+        "created": int(hit.created_at),
+        "model": model,
+        "choices": choices,
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+
+
+def hit_info(hit: CacheHit) -> dict[str, Any]:
+    """The ``semcache`` dict of a served hit."""
+    return {"tier": hit.tier, "similarity": hit.similarity, "entry_id": hit.entry_id}
+
+
+def _with_stream_info(response: dict[str, Any], hit: CacheHit) -> dict[str, Any]:
+    """Put the hit info in each choice's ``provider_specific_fields``: LiteLLM's stream replay
+    keeps them on the first content chunk (``delta.provider_specific_fields["semcache"]``)."""
+    choices = []
+    for choice in response["choices"]:
+        message = dict(choice["message"])
+        extra = message.get("provider_specific_fields")
+        message["provider_specific_fields"] = {
+            **(extra if isinstance(extra, Mapping) else {}),
+            "semcache": hit_info(hit),
+        }
+        choices.append({**choice, "message": message})
+    return {**response, "choices": choices}
+
+
+def served_response(
+    hit: CacheHit | None, *, text: bool, model: str = "", stream: bool = False
+) -> dict[str, Any] | None:
     """The dict LiteLLM turns into the response, or None to treat the hit as a miss.
 
     LiteLLM's ``convert_to_model_response_object`` sets every key of a cached dict that is not
     a ``ModelResponse`` field as an attribute, so ``_hidden_params`` becomes the response's
-    hidden params; LiteLLM then adds ``cache_hit`` and its timing to them. Text completions
-    (``TextCompletionResponse(**dict)``) and streamed replays do not carry it.
+    hidden params; LiteLLM then adds ``cache_hit`` and its timing to them. A streamed replay
+    carries the same dict on its first content chunk (``_with_stream_info``). Text completions
+    (``TextCompletionResponse(**dict)``) do not carry it. A chat entry stored in another shape
+    (a warmed answer, LangChain generations) is rendered as a chat completion.
     """
     if hit is None:
         return None
-    if (
-        not isinstance(hit.response, dict)
-        or not _well_formed(hit.response, text=text)
-        or not _rebuildable(hit.response, text=text)
-    ):
+    native = isinstance(hit.response, dict) and _well_formed(hit.response, text=text)
+    if not native and not text and (shown := shown_answers(hit.response)):
+        response = rendered_chat(shown, hit, model)
+    elif native and _rebuildable(hit.response, text=text):
+        response = dict(hit.response)
+    else:
         logger.debug("semcache: entry %s is not a LiteLLM completion; ignoring it", hit.entry_id)
         return None
-    response = dict(hit.response)
     if not text:
+        if stream:
+            response = _with_stream_info(response, hit)
         response["_hidden_params"] = {
             "cache_hit": True,
             "additional_headers": {},
-            "semcache": {"tier": hit.tier, "similarity": hit.similarity, "entry_id": hit.entry_id},
+            "semcache": hit_info(hit),
         }
     return response
 

@@ -21,6 +21,7 @@ __all__ = [
     "RequestPlan",
     "canonical_params",
     "content_text",
+    "exact_text",
     "normalize_text",
     "plan_request",
     "sha256_hex",
@@ -95,7 +96,10 @@ def sha256_hex(text: str) -> str:
 
 
 def normalize_text(text: str) -> str:
-    """NFKC, trimmed, whitespace collapsed, lone surrogates made U+FFFD. Case is kept."""
+    """NFKC, trimmed, whitespace collapsed, lone surrogates made U+FFFD. Case is kept.
+
+    For the embedded text (and the guards) only: it folds "2³" into "23" and collapses the
+    indentation of code, so it never keys anything that must match exactly."""
     clean = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return " ".join(unicodedata.normalize("NFKC", clean).split())
 
@@ -153,6 +157,16 @@ def split_pinned(text: str) -> tuple[str, str]:
     return pinned, tail
 
 
+def exact_text(text: str) -> str:
+    """The text as sent, only trimmed: what exact keys, system hashes and prior turns use."""
+    return text.strip()
+
+
+def _storable(text: str) -> str:
+    """``text`` with lone surrogates made U+FFFD (what a record's prompt field can hold)."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def content_text(content: Any) -> tuple[str, bool]:
     """Text of a message ``content`` and whether it was text only.
 
@@ -186,8 +200,10 @@ def _jsonable(value: Any) -> Any:
     """A canonical, JSON-safe rendering of arbitrary parameter values (repr as last resort)."""
     if value is None or isinstance(value, bool | int | str):
         return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, float):  # 0.0 == 0: LangChain sends floats where LiteLLM callers don't
+        if not math.isfinite(value):
+            return repr(value)
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -218,7 +234,7 @@ def canonical_params(params: Mapping[str, Any] | None) -> str:
 def system_prompt_hash(system_prompts: str | Sequence[str]) -> str:
     """The scope hash of one or more system prompts (as :func:`plan_request` computes it)."""
     prompts = [system_prompts] if isinstance(system_prompts, str) else list(system_prompts)
-    return sha256_hex("\x1e".join(normalize_text(p) for p in prompts))[:32]
+    return sha256_hex("\x1e".join(exact_text(p) for p in prompts))[:32]
 
 
 def model_hash(model: str) -> str:
@@ -234,10 +250,11 @@ class RequestPlan:
     scope: str  # hex hash of namespace + system + model + params + prior turns
     system_hash: str
     model_hash: str
-    entry_id: str  # hex hash of scope + normalized text: the exact-tier key
+    entry_id: str  # hex hash of scope + the last-turn text as sent (trimmed): the exact key
     text: str  # normalized last-turn text (what is embedded)
     semantic: bool  # may the semantic tier be used (last turn is a text-only user turn)
     skip_reason: str | None = None  # set when the request must bypass the cache entirely
+    prompt: str = ""  # the last-turn text as sent (trimmed): stored, and checked on KNN hits
     tail: str | None = None  # a long text's embedded tail (its context is in the scope)
 
     @property
@@ -248,7 +265,7 @@ class RequestPlan:
 
 def _turn_record(message: Mapping[str, Any]) -> dict[str, Any]:
     text, text_only = content_text(message.get("content"))
-    record: dict[str, Any] = {"role": str(message.get("role", "")), "text": normalize_text(text)}
+    record: dict[str, Any] = {"role": str(message.get("role", "")), "text": exact_text(text)}
     if not text_only:
         record["content"] = _jsonable(message.get("content"))
     for key in ("name", "tool_calls", "tool_call_id", "function_call"):
@@ -277,6 +294,7 @@ def plan_request(
     last = turns[-1] if turns else {}
     text_raw, text_only = content_text(last.get("content"))
     text = normalize_text(text_raw)
+    sent = exact_text(text_raw)
     if not turns:
         skip = skip or "no_turn"
     elif not text_only:
@@ -306,9 +324,10 @@ def plan_request(
         scope=scope,
         system_hash=system_hash,
         model_hash=model_hash(model_name),
-        entry_id=sha256_hex(f"{scope}\x00{text}")[:32],
+        entry_id=sha256_hex(f"{scope}\x00{sent}")[:32],
         text=text,
         semantic=skip is None and last.get("role") == "user",
         skip_reason=skip,
+        prompt=_storable(sent),
         tail=normalize_text(tail) or None,
     )

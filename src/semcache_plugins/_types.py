@@ -15,6 +15,6 @@ class CacheHit:
     response: Any
     tier: Literal["exact", "semantic"]
     similarity: float  # cosine similarity in 0..1 (1.0 on the exact tier)
-    matched_prompt: str  # the normalized user text the entry was stored under
+    matched_prompt: str  # the user text the entry was stored under (as sent, trimmed)
     entry_id: str
     created_at: float  # unix time the entry was stored

@@ -1,4 +1,10 @@
-"""Bulk loading (warming): batched embeddings and one pipelined write per batch."""
+"""Bulk loading (warming): batched embeddings and one pipelined write per batch.
+
+A warm record is plain JSON: ``prompt`` (or ``messages``), optional ``system``, ``response``
+as text or as a chat message (``{"content": ..., "tool_calls": [...]}``), ``model``, optional
+``params``, ``ttl`` and ``exact_only``. Its response is stored in the adapter-neutral answer
+format (``_answer``), which the LiteLLM and LangChain adapters render into their own types.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._answer import NEUTRAL_KEY, is_chat_message, neutral_answer
 from ._errors import ConfigurationError, SerializationError
 from ._flows import ReadGenerations, WriteBatch, WriteEntry, single_op, store_flow
 from ._generations import plan_generation_keys
@@ -41,28 +48,58 @@ class WarmItem:
         object.__setattr__(self, "ttl", validate_ttl(self.ttl))
 
 
-def warm_item(record: Mapping[str, Any], *, default_model: str | None = None) -> WarmItem:
-    """A ``WarmItem`` from a JSON record: ``messages`` or ``prompt`` (+ optional ``system``)."""
+def _messages(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     messages = record.get("messages")
+    system = record.get("system")
+    if system is not None and not isinstance(system, str):
+        raise ConfigurationError("a record's 'system' must be a string")
     if messages is None:
         prompt = record.get("prompt")
         if not isinstance(prompt, str):
             raise ConfigurationError("each record needs 'messages' or a string 'prompt'")
-        system = record.get("system")
-        messages = [
-            *([{"role": "system", "content": system}] if system else []),
-            {"role": "user", "content": prompt},
-        ]
+        messages = [{"role": "user", "content": prompt}]
+    elif not isinstance(messages, list) or not all(isinstance(m, Mapping) for m in messages):
+        raise ConfigurationError("a record's 'messages' must be a list of message objects")
+    has_system = any(m.get("role") in ("system", "developer") for m in messages)
+    if system and has_system:
+        raise ConfigurationError("give the system prompt in 'system' or in 'messages', not both")
+    return [*([{"role": "system", "content": system}] if system else []), *map(dict, messages)]
+
+
+# The undocumented way LiteLLM entries used to be warmed: now the plain chat scope.
+_OLD_LITELLM_FORMAT = ("semcache_format", "litellm.chat")
+
+
+def _stored_answer(response: Any) -> Any:
+    """Text and chat messages become neutral answers (every adapter serves them); any other
+    JSON value (a LiteLLM response dict, a value for CacheCore users) is stored as given."""
+    if isinstance(response, str) or is_chat_message(response):
+        return neutral_answer(response)
+    if isinstance(response, Mapping) and NEUTRAL_KEY in response:
+        return neutral_answer(response)
+    return response
+
+
+def warm_item(record: Mapping[str, Any], *, default_model: str | None = None) -> WarmItem:
+    """A ``WarmItem`` from a plain JSON record (see the module docstring); its response is
+    stored in the neutral answer format, so every adapter with that scope serves it."""
     model = record.get("model", default_model)
-    if not isinstance(model, str) or "response" not in record:
+    if not isinstance(model, str) or not model.strip() or "response" not in record:
         raise ConfigurationError("each record needs 'response' and a 'model' (or --model)")
+    params = record.get("params")
+    if params is not None and not isinstance(params, Mapping):
+        raise ConfigurationError("a record's 'params' must be an object")
+    if params is not None and params.get(_OLD_LITELLM_FORMAT[0]) == _OLD_LITELLM_FORMAT[1]:
+        params = {k: v for k, v in params.items() if k != _OLD_LITELLM_FORMAT[0]}
+    response = _stored_answer(record["response"])
+    tool_calls = isinstance(response, Mapping) and bool(response.get("tool_calls"))
     return WarmItem(
-        messages,
-        record["response"],
+        _messages(record),
+        response,
         model,
-        record.get("params"),
-        record.get("ttl"),
-        bool(record.get("exact_only", False)),
+        params,
+        record.get("ttl"),  # checked by WarmItem
+        bool(record.get("exact_only", False)) or tool_calls,
     )
 
 
@@ -80,15 +117,17 @@ def _vectors_for(core: CacheCore, plans: list[RequestPlan]) -> dict[str, np.ndar
 
 def store_many(
     core: CacheCore,
-    items: Iterable[WarmItem],
+    items: Iterable[WarmItem | Mapping[str, Any]],
     *,
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Store many entries; returns how many were written. Skipped items are counted as skips."""
+    """Store many entries (``WarmItem``s or plain records, see :func:`warm_item`); returns how
+    many were written. Skipped items are counted as skips."""
     config = core.config
     written = 0
-    for chunk in _batches(items, batch_size):
+    records = [item if isinstance(item, WarmItem) else warm_item(item) for item in items]
+    for chunk in _batches(records, batch_size):
         plans = [core._plan(item.messages, item.model, item.params, None) for item in chunk]
         ttls = [core.settings.ttl if item.ttl is None else int(item.ttl) for item in chunk]
         kept = [

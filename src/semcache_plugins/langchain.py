@@ -13,30 +13,37 @@ streaming = cached(model, cache=cache)  # .stream()/.astream() that read and fil
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+from langchain_core.language_models import BaseChatModel, BaseLLM
 from langchain_core.outputs import Generation
 
+from ._answer import shown_answers
 from ._core import CacheCore, adapter_core
 from ._embedder import Embedder
-from ._errors import SemcacheError
+from ._errors import SemcacheError, SerializationError
 from ._langchain_convert import (
+    PAYLOAD_KIND,
     CacheRequest,
     decode_generations,
     encode_generations,
     has_tool_calls,
+    parse_llm_string,
+    render_generations,
     to_request,
+    with_hit_info,
 )
 from ._langchain_stream import CachedChatModel, cached
-from ._scope import sha256_hex
+from ._scope import canonical_params, sha256_hex
 from ._settings import CacheSettings
 from ._types import CacheHit
 
-__all__ = ["CachedChatModel", "LangChainSemCache", "cached"]
+__all__ = ["CachedChatModel", "LangChainSemCache", "cached", "warm_scope"]
 
 logger = logging.getLogger("semcache_plugins")
 _CLEAR_KEYS = frozenset({"system_prompt", "model", "namespace"})
@@ -121,8 +128,20 @@ class LangChainSemCache(BaseCache):
         return {"semantic_tool_calls": self._semantic_tool_calls}
 
     @staticmethod
-    def _generations(hit: CacheHit | None) -> list[Generation] | None:
-        return None if hit is None else decode_generations(hit.response)
+    def _generations(request: CacheRequest, hit: CacheHit | None) -> list[Generation] | None:
+        """The hit as generations: stored ones revived, other shapes (warmed answers, LiteLLM
+        responses) rendered; chat messages carry ``response_metadata["semcache"]``."""
+        if hit is None:
+            return None
+        stored = hit.response
+        if isinstance(stored, dict) and stored.get("kind") == PAYLOAD_KIND:
+            generations = decode_generations(stored)
+        elif shown := shown_answers(stored):
+            generations = render_generations(shown, chat=request.chat)
+        else:
+            raise SerializationError("cached value is not an answer LangChain can use")
+        info = {"tier": hit.tier, "similarity": hit.similarity, "entry_id": hit.entry_id}
+        return with_hit_info(generations, info)
 
     @staticmethod
     def _store_args(request: CacheRequest, return_val: RETURN_VAL_TYPE) -> dict[str, Any] | None:
@@ -157,7 +176,7 @@ class LangChainSemCache(BaseCache):
             hit = self._core.lookup(
                 request.messages, request.model, request.params, **self._lookup_kwargs()
             )
-            generations = self._generations(hit)
+            generations = self._generations(request, hit)
         return generations
 
     async def alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
@@ -168,7 +187,7 @@ class LangChainSemCache(BaseCache):
             hit = await self._core.alookup(
                 request.messages, request.model, request.params, **self._lookup_kwargs()
             )
-            generations = self._generations(hit)
+            generations = self._generations(request, hit)
         return generations
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
@@ -199,6 +218,15 @@ class LangChainSemCache(BaseCache):
         )
         logger.debug("semcache: cleared %d LangChain cache entries", removed)
 
+    def delete(self, entry_id: str) -> bool:
+        """Remove one cached answer by the id a hit reports
+        (``message.response_metadata["semcache"]["entry_id"]``); whether it existed."""
+        return self._core.delete(entry_id)
+
+    async def adelete(self, entry_id: str) -> bool:
+        """Async :meth:`delete`."""
+        return await self._core.adelete(entry_id)
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def stats(self) -> dict[str, object]:
@@ -214,3 +242,21 @@ class LangChainSemCache(BaseCache):
         """Async :meth:`close`."""
         if self._owns_core:
             await self._core.aclose()
+
+
+def warm_scope(
+    model: BaseChatModel | BaseLLM, *, stop: list[str] | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    """The ``"model"`` and ``"params"`` a warm record needs for this LangChain model to serve
+    it (``kwargs``: a chat model's call-time options, such as bound tools).
+    ``ChatOpenAI(model="gpt-4o-mini")`` gives ``{"model": "gpt-4o-mini", "params": {}}``; an
+    LLM's defaults (temperature, max_tokens, ...) are part of its params.
+    """
+    if isinstance(model, BaseChatModel):
+        llm_string = model._get_llm_string(stop=stop, **kwargs)
+    else:  # what BaseLLM.generate hands the cache (call kwargs are not part of it)
+        params = {**model._dict_for_compat(), "stop": stop}
+        llm_string = str(sorted(params.items()))
+    name, params = parse_llm_string(llm_string)
+    kept: dict[str, Any] = json.loads(canonical_params(params))
+    return {"model": name, "params": kept}

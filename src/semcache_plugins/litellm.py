@@ -188,7 +188,12 @@ class SemCache(Cache):
             if prepared is None:
                 return None
             request, lookup = prepared
-            response = served_response(self.core.lookup(**lookup), text=request.text)
+            response = served_response(
+                self.core.lookup(**lookup),
+                text=request.text,
+                model=request.model,
+                stream=request.stream,
+            )
         except Exception as exc:
             self._failed("lookup", kwargs, exc)
             return None
@@ -202,7 +207,12 @@ class SemCache(Cache):
             if prepared is None:
                 return None
             request, lookup = prepared
-            response = served_response(await self.core.alookup(**lookup), text=request.text)
+            response = served_response(
+                await self.core.alookup(**lookup),
+                text=request.text,
+                model=request.model,
+                stream=request.stream,
+            )
         except Exception as exc:
             self._failed("lookup", kwargs, exc)
             return None
@@ -230,6 +240,15 @@ class SemCache(Cache):
                 self._worked()
         except Exception as exc:
             self._failed("store", kwargs, exc)
+
+    def delete(self, entry_id: str) -> bool:
+        """Remove one cached answer by the id a hit reports
+        (``response._hidden_params["semcache"]["entry_id"]``); whether it existed."""
+        return self.core.delete(entry_id)
+
+    async def adelete(self, entry_id: str) -> bool:
+        """Async :meth:`delete`."""
+        return await self.core.adelete(entry_id)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
