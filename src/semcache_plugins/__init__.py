@@ -9,6 +9,7 @@ from ._core import CacheCore
 from ._embedder import Embedder, ModelFingerprint
 from ._errors import (
     BackendError,
+    CacheClosedError,
     ConfigurationError,
     EmbeddedRedisError,
     EmbeddingError,
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendError",
+    "CacheClosedError",
     "CacheCore",
     "CacheHit",
     "CacheSettings",

@@ -14,7 +14,7 @@ from ._backend import AsyncBackend, SyncBackend
 from ._batcher import Overloaded
 from ._compute import DeadlineExceeded, ModelWork
 from ._embedder import Embedder
-from ._errors import BackendError, ConfigurationError, SemcacheError
+from ._errors import BackendError, CacheClosedError, ConfigurationError, SemcacheError
 from ._flows import (
     EmbedQuery,
     Flow,
@@ -28,7 +28,7 @@ from ._flows import (
 from ._index import IndexLayout
 from ._scope import RequestPlan, model_hash, plan_request, system_prompt_hash
 from ._settings import CacheSettings
-from ._stats import CacheObserver, CacheStats, CircuitBreaker
+from ._stats import BreakerOpenError, CacheObserver, CacheStats, CircuitBreaker
 from ._types import CacheHit
 from ._warm import WarmItem, store_many
 
@@ -62,6 +62,7 @@ class CacheCore:
         self._work = ModelWork(self.embedder, self._stats)
         self._config: FlowConfig | None = None
         self._config_lock = threading.Lock()
+        self._closed = False
         self._sync = SyncBackend(
             settings, client=redis_client, async_client_given=async_redis_client is not None
         )
@@ -122,6 +123,8 @@ class CacheCore:
         namespace: str | None,
     ) -> RequestPlan | None:
         """The request's plan, or None (counted as a skip) when it cannot be cached."""
+        if self._closed:
+            raise CacheClosedError("this cache is closed")
         plan = self._plan(messages, model, params, namespace)
         if plan.skip_reason:
             self._stats.skip(plan.skip_reason)
@@ -157,14 +160,21 @@ class CacheCore:
             self._stats.lookup_done(result.outcome, time.perf_counter() - started, result.hit)
         return result.hit
 
-    def _check_breaker(self) -> None:
-        if not self._breaker.allow():
-            raise BackendError("Redis circuit breaker is open; skipping the cache")
+    def _admit(self) -> int | None:
+        """The breaker's permit for one flow; a refusal is counted and raised."""
+        if self._closed:
+            raise CacheClosedError("this cache is closed")
+        permit = self._breaker.acquire()
+        if permit is None:
+            self._stats.skip("breaker_open")
+            raise BreakerOpenError("Redis circuit breaker is open; skipping the cache")
+        return permit
 
     # -- drivers ---------------------------------------------------------------------------
 
     def _run(self, flow: Flow, deadline: float | None = None) -> Any:
-        self._check_breaker()
+        """Run a flow; with ``deadline`` model work and every Redis reply are bounded by it."""
+        permit = self._admit()
         try:
             op = next(flow)
             while True:
@@ -175,17 +185,20 @@ class CacheCore:
                 elif isinstance(op, GuardCheck):
                     result = self._work.run(partial(self._work.guard, op), deadline)
                 else:
-                    result = self._sync.execute(op, self.layout, self._breaker)
+                    result = self._sync.execute(op, self.layout, self._breaker, deadline)
                 op = flow.send(result)
         except StopIteration as stop:
             return stop.value
         except SemcacheError:
             self._stats.count("errors")
             raise
+        finally:
+            self._breaker.release(permit)
 
-    async def _arun(self, flow: Flow, deadline: float | None = None) -> Any:
-        """Async twin of :meth:`_run`."""
-        self._check_breaker()
+    async def _arun(self, flow: Flow, deadline: float | None = None, timed: bool = False) -> Any:
+        """Async twin of :meth:`_run`; ``timed``: cancelled at ``deadline`` (a Redis reply
+        still awaited then was too slow, a breaker failure)."""
+        permit = self._admit()
         try:
             op = next(flow)
             while True:
@@ -194,13 +207,20 @@ class CacheCore:
                 elif isinstance(op, GuardCheck):
                     result = await asyncio.to_thread(self._work.guard, op)
                 else:
-                    result = await self._async.execute(op, self.layout, self._breaker)
+                    try:
+                        result = await self._async.execute(op, self.layout, self._breaker)
+                    except asyncio.CancelledError:
+                        if timed and deadline is not None and time.perf_counter() >= deadline:
+                            self._breaker.failure()
+                        raise
                 op = flow.send(result)
         except StopIteration as stop:
             return stop.value
         except SemcacheError:
             self._stats.count("errors")
             raise
+        finally:
+            self._breaker.release(permit)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -221,14 +241,21 @@ class CacheCore:
         config = self.config
         started = time.perf_counter()
         flow = lookup_flow(config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls)
+        deadline = started + self.settings.lookup_timeout
         try:
-            deadline = started + self.settings.lookup_timeout
             result = self._run(flow, deadline)
         except Overloaded:
             self._stats.skip("overloaded")
             return None
+        except BreakerOpenError:
+            return None  # counted as a skip
         except DeadlineExceeded:
             self._stats.skip("timeout")
+            return None
+        except BackendError:
+            if time.perf_counter() < deadline:
+                raise
+            self._stats.skip("timeout")  # Redis replied too slowly: a miss, and a breaker failure
             return None
         return self._finish(plan, result, started)
 
@@ -252,11 +279,13 @@ class CacheCore:
         deadline = started + self.settings.lookup_timeout
         try:
             result = await asyncio.wait_for(
-                self._arun(flow, deadline), self.settings.lookup_timeout
+                self._arun(flow, deadline, timed=True), self.settings.lookup_timeout
             )
         except Overloaded:
             self._stats.skip("overloaded")
             return None
+        except BreakerOpenError:
+            return None  # counted as a skip
         except TimeoutError:
             self._stats.skip("timeout")
             return None
@@ -285,7 +314,10 @@ class CacheCore:
         if plan is None:
             return None
         flow = self._store_flow(self.config, plan, response, ttl, exact_only)
-        return self._stored(self._run(flow))
+        try:
+            return self._stored(self._run(flow))
+        except BreakerOpenError:
+            return None  # counted as a skip
 
     async def astore(
         self,
@@ -309,6 +341,8 @@ class CacheCore:
         except Overloaded:
             self._stats.skip("overloaded")
             return None
+        except BreakerOpenError:
+            return None  # counted as a skip
         return self._stored(result)
 
     def store_many(
@@ -371,19 +405,24 @@ class CacheCore:
         """Counters and lookup latency percentiles since this core was created."""
         snapshot = self._stats.snapshot()
         snapshot["breaker_open"] = self._breaker.is_open
+        snapshot["breaker_state"] = self._breaker.state
         return snapshot
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connections this core opened (a client passed in stays open)."""
+        """Close the connections this core opened (a client passed in stays open); any use
+        after this raises ``CacheClosedError``. Async clients close on their own loops."""
+        self._closed = True
         self._sync.close()
+        self._async.close()
         self._work.close()
 
     async def aclose(self) -> None:
-        """Close sync and async connections this core opened."""
-        self.close()
+        """Close sync and async connections this core opened (see :meth:`close`)."""
+        self._closed = True
         await self._async.aclose()
+        self.close()
 
     def __enter__(self) -> Self:
         return self
