@@ -21,7 +21,7 @@ from redisvl.exceptions import RedisVLError
 from redisvl.index import AsyncSearchIndex, SearchIndex
 
 from ._compute import DeadlineExceeded
-from ._connections import LoopState, connect, deadline
+from ._connections import DeadlineCut, LoopState, connect, deadline
 from ._errors import BackendError, CacheClosedError, ConfigurationError
 from ._flows import (
     DeleteKeys,
@@ -206,6 +206,8 @@ class SyncBackend:
                     raise
                 self._indexes.pop(layout.name, None)  # Redis lost the index: rebuild, retry once
                 result = self._execute(op, layout)
+        except DeadlineCut as exc:
+            raise DeadlineExceeded from exc
         except _REDIS_ERRORS as exc:
             raise _wrap(op, exc, breaker) from exc
         finally:

@@ -30,12 +30,18 @@ from redisvl.index import AsyncSearchIndex
 
 from ._settings import CacheSettings
 
-__all__ = ["LoopState", "connect", "deadline", "time_left"]
+__all__ = ["DeadlineCut", "LoopState", "connect", "deadline", "time_left"]
 
-# A reply slower than this past the deadline's remainder is slow, whatever time was left:
-# a healthy Redis answers in well under a millisecond.
+# A reply is awaited at least this long, however little time is left to the deadline.
 _MIN_WAIT = 0.01
+# A reply that did not come within a wait shorter than this (cut short by the deadline) says
+# more about the lookup's budget than about Redis: a miss, but no circuit-breaker failure.
+_FAIR_WAIT = 0.05
 _local = threading.local()
+
+
+class DeadlineCut(redis.TimeoutError):
+    """A reply not awaited long enough to call Redis slow: the deadline took the time."""
 
 
 def deadline(at: float | None) -> float | None:
@@ -67,9 +73,15 @@ class _DeadlineMixin:
     socket_connect_timeout: float | None
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
-        if getattr(_local, "at", None) is not None and "timeout" not in kwargs:
-            kwargs["timeout"] = _bounded(self.socket_timeout)
-        return super().read_response(*args, **kwargs)  # type: ignore[misc]
+        if getattr(_local, "at", None) is None or "timeout" in kwargs:
+            return super().read_response(*args, **kwargs)  # type: ignore[misc]
+        kwargs["timeout"] = timeout = _bounded(self.socket_timeout)
+        try:
+            return super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except redis.TimeoutError as exc:
+            if timeout is not None and timeout < _FAIR_WAIT and timeout != self.socket_timeout:
+                raise DeadlineCut(str(exc)) from exc
+            raise
 
     def _connect(self) -> Any:
         if getattr(_local, "at", None) is None:
