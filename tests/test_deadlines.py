@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from semcache_plugins import CacheCore, Embedder
+from semcache_plugins import BackendError, CacheCore, Embedder
 from semcache_plugins._stats import CircuitBreaker
 from tcp_proxy import DelayProxy
 
@@ -148,7 +148,28 @@ def test_sync_lookup_deadline_covers_redis_and_slow_replies_open_the_breaker(
     proxy.mark()
     assert core.lookup(ask(STORED), "m", PARAMS) is None
     assert skips(core, "breaker_open") == 1 and proxy.senders() == 0  # Redis not touched
+    assert core.store(ask("Opening hours?"), "9-5", model="m", params=PARAMS) is None
+    with pytest.raises(BackendError, match="breaker"):  # never "0 removed" when nothing was
+        core.invalidate(model="m")
+    assert skips(core, "breaker_open") == 3 and proxy.senders() == 0
     core.close()
+
+
+def test_a_deadline_too_tight_for_redis_is_a_miss_not_a_breaker_failure(
+    proxy: DelayProxy, seeded: str, embedder: Embedder
+) -> None:
+    core = slow_core(proxy, seeded, embedder, lookup_timeout=0.03)
+    proxy.delay = 0.1  # slower than the whole budget, yet no sign of a sick Redis
+    for text in (STORED, *PARAPHRASES):
+        assert core.lookup(ask(text), "m", PARAMS) is None
+    assert skips(core, "timeout") == 1 + len(PARAPHRASES)
+    assert core.stats()["breaker_state"] == "closed"
+    proxy.delay = 0.0
+    relaxed = slow_core(proxy, seeded, embedder)
+    hit = relaxed.lookup(ask(STORED), "m", PARAMS)
+    assert hit is not None and hit.tier == "exact"  # control
+    core.close()
+    relaxed.close()
 
 
 async def test_async_lookup_slow_replies_open_the_breaker(
