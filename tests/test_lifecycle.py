@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -86,6 +87,26 @@ def test_async_clients_close_with_their_loops(
     assert settle(redis_client, before) <= before  # main: one connection left per loop
     assert core._async.loops() == 0
     assert core._work.batcher.loops() <= 1  # at most the last (closed) loop, until swept
+    core.close()
+
+
+def test_loops_of_many_threads_close_their_clients(
+    new_core: Callable[[], CacheCore], redis_client: redis.Redis
+) -> None:
+    core = new_core()
+    core.store(ask(QUESTION), "A", model="m", params=PARAMS)
+    before = connections(redis_client)
+
+    def worker(n: int) -> None:
+        for i in range(4):
+            how = "asyncio.run" if (n + i) % 2 else "loop.close() alone"
+            run_closing_loops(core, how, 10 * n + i)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(worker, range(6)))
+    assert asyncio.run(core.alookup(ask(QUESTION), "m", PARAMS)) is not None
+    assert settle(redis_client, before) <= before
+    assert core._async.loops() == 0
     core.close()
 
 

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -268,14 +269,18 @@ class AsyncBackend:
             weakref.WeakKeyDictionary()
         )
         self._closed = False
+        self._lock = threading.RLock()  # loops of several threads add and drop their states
 
     def _state(self) -> LoopState:
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
-        if state is None:
+        return state if state is not None else self._new_state(loop)
+
+    def _new_state(self, loop: asyncio.AbstractEventLoop) -> LoopState:
+        with self._lock:
             if self._closed:
                 raise CacheClosedError("this cache is closed")
-            self._sweep()
+            stale = self._take(lambda other: other.is_closed())
             if self._client is not None:
                 client = self._client
             elif self._sync_client_given and not self._settings.redis_url:
@@ -287,19 +292,26 @@ class AsyncBackend:
                 url = redis_url_for(self._settings)
                 client = connect(aredis.Redis, aredis.BlockingConnectionPool, self._settings, url)
             state = LoopState(
-                client,
-                owned=self._client is None,
-                forget=partial(self._states.pop, loop, None),
+                client, owned=self._client is None, forget=partial(self._forget, loop)
             )
             self._states[loop] = state
+        for _, old in stale:  # loops closed without finalizing their async generators
+            old.abandon()
         return state
 
-    def _sweep(self) -> None:
-        """Close the clients of loops closed without finalizing their async generators."""
-        for loop, state in list(self._states.items()):
-            if loop.is_closed():
+    def _take(
+        self, which: Callable[[asyncio.AbstractEventLoop], bool]
+    ) -> list[tuple[asyncio.AbstractEventLoop, LoopState]]:
+        """Remove and return the states of the loops ``which`` picks."""
+        with self._lock:
+            taken = [(loop, state) for loop, state in list(self._states.items()) if which(loop)]
+            for loop, _ in taken:
                 self._states.pop(loop, None)
-                state.abandon()
+        return taken
+
+    def _forget(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._states.pop(loop, None)
 
     def loops(self) -> int:
         """How many event loops hold a client of this backend (for tests and diagnostics)."""
@@ -358,16 +370,17 @@ class AsyncBackend:
 
     async def aclose(self) -> None:
         """Close every client this backend made: the running loop's here, others as ``close``."""
-        self._closed = True
-        state = self._states.pop(asyncio.get_running_loop(), None)
-        if state is not None:
+        running = asyncio.get_running_loop()
+        with self._lock:
+            self._closed = True
+        for _, state in self._take(lambda loop: loop is running):
             await state.aclose()
         self.close()
 
     def close(self) -> None:
         """No use after this; each loop's client is closed on its loop if it runs, else its
         sockets are shut down."""
-        self._closed = True
-        for loop, state in list(self._states.items()):
-            self._states.pop(loop, None)
+        with self._lock:
+            self._closed = True
+        for loop, state in self._take(lambda loop: True):
             state.close_from_outside(loop)

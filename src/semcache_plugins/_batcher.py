@@ -12,6 +12,7 @@ into an immediate miss instead of waiting out its whole deadline.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -75,6 +76,7 @@ class EmbedBatcher:
             weakref.WeakKeyDictionary()
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = threading.Lock()
         self.load = LoadEstimator()
 
     async def embed(self, text: str, deadline: float | None = None) -> np.ndarray | None:
@@ -86,8 +88,9 @@ class EmbedBatcher:
         loop = asyncio.get_running_loop()
         queue = self._queues.get(loop)
         if queue is None:
-            self._forget_closed_loops()
-            queue = self._queues[loop] = _LoopQueue()
+            with self._lock:  # loops of several threads may arrive at once
+                self._forget_closed_loops()
+                queue = self._queues.setdefault(loop, _LoopQueue())
         if deadline is not None and not self.load.finishes_by(
             deadline, queue.waiting() + 1, queue.busy_until, time.perf_counter()
         ):
