@@ -420,3 +420,12 @@ def test_stop_spares_a_server_its_record_did_not_start(cache: Path, record: str)
         assert running_server() is None
         assert stop_server() is False
         assert "search" in _modules(other.url) and not state_file.exists()
+
+
+def test_no_python_for_the_watchdog_still_starts_the_server(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    with EmbeddedRedis() as server:
+        assert server._watchdog is None and "search" in server.modules()
+    assert "no watchdog" in caplog.text and not server.is_running()

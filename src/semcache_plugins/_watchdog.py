@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 __all__ = ["watch"]
+
+logger = logging.getLogger("semcache_plugins")
 
 # Run by a separate, stdlib-only Python (``-I``): stops the server once this process is gone,
 # however it ended (SIGKILL included). It polls getppid() rather than relying on Linux's
@@ -48,12 +51,20 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
 """
 
 
-def watch(server: subprocess.Popen[bytes], executable: Path) -> subprocess.Popen[bytes]:
-    """A watchdog process that stops ``server`` when this process dies (see ``_WATCHDOG``)."""
+def watch(server: subprocess.Popen[bytes], executable: Path) -> subprocess.Popen[bytes] | None:
+    """A watchdog process that stops ``server`` when this process dies (see ``_WATCHDOG``);
+    None (and a warning) when no Python can be started for it: the server still runs."""
     args = [sys.executable, "-I", "-c", _WATCHDOG, str(os.getpid()), str(server.pid)]
-    return subprocess.Popen(  # noqa: S603 -- our own interpreter and code, no shell
-        [*args, str(executable)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    try:
+        return subprocess.Popen(  # noqa: S603 -- our own interpreter and code, no shell
+            [*args, str(executable)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except (OSError, ValueError) as exc:
+        logger.warning(
+            "semcache: no watchdog for the embedded Redis (%s): it may outlive a killed process",
+            exc,
+        )
+        return None
