@@ -1,14 +1,14 @@
 """Lookup latency of CacheCore by tier (exact hit, semantic hit, miss) at several cache sizes.
 
-Entries are real Quora questions (``../shared/datasets/qqp_gptcache``), all in ONE scope, the worst
-case for the filtered HNSW query. Semantic hits are queried with the paired duplicate question.
+Entries are real questions, all in ONE scope, the worst case for the filtered HNSW query: Quora
+questions with ``--quora`` (or ``../shared/datasets/qqp_gptcache``), else the shipped datasets
+(``bench.data``). Semantic hits are queried with the paired duplicate question.
 Embeddings are computed once and kept under ``--cache`` so re-runs only pay for Redis.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from bench.data import add_quora_arguments, question_rows, quora_from
 from semcache_plugins import CacheCore, Embedder
 from semcache_plugins._cli_cache import drop_index
 from semcache_plugins._warm import WarmItem
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "qqp_gptcache"
 SYSTEM = {"role": "system", "content": "Answer questions from a Q&A site."}
 PARAMS = {"temperature": 0}
 MODEL = "bench-llm"
@@ -32,9 +32,11 @@ def ask(text: str) -> list[dict[str, str]]:
     return [SYSTEM, {"role": "user", "content": text}]
 
 
-def load_questions(limit: int) -> tuple[list[str], list[tuple[str, str]]]:
+def load_questions(
+    limit: int, quora: Path | None = None
+) -> tuple[list[str], list[tuple[str, str]]]:
     """Distinct questions to fill the cache, and duplicate pairs (stored, query)."""
-    rows = json.loads((DATA / "similiar_qqp_full.json").read_text())
+    rows = question_rows(quora)[1]
     pairs = [(r["text_a"], r["text_b"]) for r in rows if r["label"] == 1][:2000]
     seen = {a for a, _ in pairs} | {b for _, b in pairs}
     fill: list[str] = []
@@ -46,6 +48,11 @@ def load_questions(limit: int) -> tuple[list[str], list[tuple[str, str]]]:
         if len(fill) >= limit:
             break
     return fill[:limit], pairs
+
+
+def tag(quora: Path | None) -> str:
+    """The prefix of disk-cached vector files: one per question source."""
+    return "qqp" if quora is not None else "shipped"
 
 
 def cached_vectors(embedder: Embedder, texts: list[str], cache: Path, tag: str) -> np.ndarray:
@@ -99,13 +106,23 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return result, (time.perf_counter() - started) * 1000
 
 
-def run(redis_url: str, sizes: list[int], samples: int, cache: Path, out: Any = print) -> None:
+def run(
+    redis_url: str,
+    sizes: list[int],
+    samples: int,
+    cache: Path,
+    out: Any = print,
+    quora: Path | None = None,
+) -> None:
     embedder = Embedder()
     embedder.load()
-    fill, pairs = load_questions(max(sizes))
-    fill_vectors = cached_vectors(embedder, fill, cache, "qqp-fill")
+    fill, pairs = load_questions(max(sizes), quora)
+    if len(fill) < max(sizes):
+        raise SystemExit(f"only {len(fill)} distinct questions; pass --quora or smaller --sizes")
+    fill_vectors = cached_vectors(embedder, fill, cache, f"{tag(quora)}-fill")
     pairs = pairs[:samples]
     out("## Lookup latency by tier (ms; one scope; MiniLM fp32 on this machine)\n")
+    out(f"questions: {question_rows(quora)[0]}\n")
     out(f"{'entries':>8} {'tier':<14} {'p50':>7} {'p99':>7} {'n':>5}")
     for size in sizes:
         core = CacheCore(
@@ -144,8 +161,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="1000,100000")
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "semcache" / "bench")
+    add_quora_arguments(parser)
     args = parser.parse_args(argv)
-    run(args.redis_url, [int(s) for s in args.sizes.split(",")], args.samples, args.cache)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    run(args.redis_url, sizes, args.samples, args.cache, quora=quora_from(args))
 
 
 if __name__ == "__main__":

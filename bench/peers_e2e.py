@@ -5,10 +5,11 @@
 LiteLLM ``Cache(type="redis-semantic")`` and langchain-redis ``RedisSemanticCache``, on one Redis
 and one MiniLM ONNX model. No provider: each question is asked once first, the miss answered by a
 fake (``mock_response``, ``GenericFakeChatModel``) and stored. Timed misses get a sentinel answer,
-so only calls served their own stored answer (LiteLLM: and ``cache_hit``) are timed. Quora
-duplicate pairs: "exact" repeats the stored question, "paraphrase" asks its duplicate. Our memoised
-query vectors are forgotten before each phase. LangChain has no per-call no-store: a timed miss
-stores the sentinel, which later phases can only serve as an (untimed) non-hit.
+so only calls served their own stored answer (LiteLLM: and ``cache_hit``) are timed. Duplicate pairs
+(Quora's with ``--quora``, else fow-cache's, see ``bench.data``): "exact" repeats the stored
+question, "paraphrase" asks its duplicate. Our memoised query vectors are forgotten before each
+phase. LangChain has no per-call no-store: a timed miss stores the sentinel, which later phases can
+only serve as an (untimed) non-hit.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,7 @@ from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
 from litellm.types.caching import LiteLLMCacheType  # noqa: E402
 
 from bench.core_latency import SYSTEM, ask, drop_cache, load_questions  # noqa: E402
+from bench.data import add_quora_arguments, question_rows, quora_from  # noqa: E402
 from bench.peers import SharedEmbedder, make_peer  # noqa: E402
 from semcache_plugins import CacheCore, Embedder  # noqa: E402
 from semcache_plugins.langchain import LangChainSemCache  # noqa: E402
@@ -82,10 +85,10 @@ class System:
     forget: Callable[[], None] = lambda: None  # drop memoised query vectors before a phase
 
 
-def distinct_pairs(samples: int) -> Pairs:
-    """Quora duplicate pairs (stored, paraphrase) in which no text occurs twice."""
+def distinct_pairs(samples: int, quora: Path | None = None) -> Pairs:
+    """Duplicate pairs (stored, paraphrase) in which no text occurs twice."""
     seen, pairs = set[str](), Pairs()
-    for a, b in load_questions(0)[1]:
+    for a, b in load_questions(0, quora)[1]:
         if a != b and not {a, b} & seen:
             seen |= {a, b}
             pairs.append((a, b))
@@ -259,12 +262,12 @@ def redisvl_rows(redis_url: str, shared: SharedEmbedder, pairs: Pairs) -> list[R
         peer.close()
 
 
-def report(rows: list[Row], samples: int) -> None:
+def report(rows: list[Row], samples: int, source: str = "Quora") -> None:
     """The markdown section; ratios are to the RedisVL rows (first) of the same query kind."""
     reference = {r.kind: r.p(50) for r in rows if r.call == "RedisVL check()"}
     print("## End-to-end hit latency\n")
     print(
-        f"{samples} Quora duplicate pairs; ms over verified hits only; wrong = served another "
+        f"{samples} duplicate pairs ({source}); ms over verified hits only; wrong = served another "
         "question's answer; stored = first calls that missed and were stored; "
         "x RedisVL = p50 / RedisVL SemanticCache.check() p50 for the same query kind.\n"
     )
@@ -284,15 +287,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--peers", default=",".join(PEERS), help=f"comma list; uses {PEERS}")
+    add_quora_arguments(parser)
     args = parser.parse_args(argv)
+    quora = quora_from(args)
     peers = set(args.peers.split(","))  # other keys (redisvl, ours, gptcache): not in this section
     shared = SharedEmbedder(Embedder())
-    pairs = distinct_pairs(args.samples)
+    pairs = distinct_pairs(args.samples, quora)
     rows = redisvl_rows(args.redis_url, shared, pairs)
     for key, run, build in PLAN:
         if key == "ours" or key in peers:
             rows += run(build(args.redis_url, shared), pairs)
-    report(rows, len(pairs))
+    report(rows, len(pairs), question_rows(quora)[0])
 
 
 if __name__ == "__main__":

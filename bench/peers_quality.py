@@ -3,10 +3,11 @@
 ``python -m bench.peers_quality --redis-url URL [--limit N] [--peers redisvl,ours] [--plot PNG]``
 
 Each system gets the same cache contents (filled with precomputed vectors) and the same lookups:
-CLINC150 and Banking77 (warm with train, answer = intent label, look up test), Quora pairs and
-fow-cache traps (cache the cached sides, answer = a unique id, look up the other sides); see
-``quality_streams``. It prints hit rate, precision and false-hit rate at each system's default
-threshold through its real ``check()``, and draws precision vs hit rate curves from ``nearest()``.
+CLINC150 and Banking77 (warm with train, answer = intent label, look up test), Quora pairs (only
+with ``--quora`` or ``../shared``, see ``bench.data``) and fow-cache traps (cache the cached sides,
+answer = a unique id, look up the other sides); see ``quality_streams``. It prints hit rate,
+precision and false-hit rate at each system's default threshold through its real ``check()``, and
+draws precision vs hit rate curves from ``nearest()``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import guards_eval as ge
+from bench.data import DATASETS as SHIPPED
+from bench.data import add_quora_arguments, quora_from, quora_parent
 from bench.peers import PEER_CLASSES, SharedEmbedder, make_peer
 from bench.quality_streams import (
     SWEEP,
@@ -294,20 +297,26 @@ def intro(limit: int | None, qqp_rows: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    root = Path(__file__).resolve().parents[2]
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--limit", type=int, default=None, help="max lookups per dataset")
     parser.add_argument("--peers", default=",".join(PEER_CLASSES), help="comma-separated keys")
     parser.add_argument("--plot", type=Path, default=RESULTS / "precision_vs_hit_rate.png")
-    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated")
+    parser.add_argument(
+        "--datasets", default=None, help="comma-separated (default: all; qqp only with Quora)"
+    )
     parser.add_argument("--qqp-rows", type=int, default=5000)
-    parser.add_argument("--data", type=Path, default=root / "shared" / "datasets")
+    parser.add_argument("--data", type=Path, default=SHIPPED, help="the shipped datasets")
+    add_quora_arguments(parser)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "guards_cache")
     args = parser.parse_args(argv)
+    quora = quora_from(args)
     keys = [k.strip() for k in args.peers.split(",") if k.strip()]
-    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    default = [n for n in DATASETS if n != "qqp" or quora is not None]
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()] if args.datasets else default
     for bad in [k for k in keys if k not in PEER_CLASSES] + [n for n in names if n not in TITLES]:
         parser.error(f"unknown peer or dataset {bad!r}")
+    if "qqp" in names and quora is None:
+        parser.error("dataset qqp needs the Quora pairs: --quora PATH")
     seeded = SeededEmbedder()
     emb = ge.CachedEmbedder(args.cache)
     emb.embedder = seeded  # one model for the corpora, the peers and the guard checks
@@ -320,7 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     live = 0
     for name in names:
         started = time.perf_counter()
-        stream = streams[name] = load(args.data, emb, name, args.limit, args.qqp_rows)
+        data = quora_parent(quora) if name == "qqp" and quora is not None else args.data
+        stream = streams[name] = load(data, emb, name, args.limit, args.qqp_rows)
         seeded.seed(*stream.texts_and_vectors())
         before = seeded.embedded
         runs = [

@@ -1,13 +1,14 @@
 """Peer semantic caches head to head on one Redis: lookup latency, throughput, memory, index build.
 
-Every peer in ``bench.peers`` runs in this one process with the same ONNX MiniLM
-(``SharedEmbedder`` without memo: every lookup pays its own embedding); RedisVL's ``SemanticCache``
-is the reference every figure is a ratio to. Caches hold Quora questions (as in ``core_latency``,
-vectors precomputed and kept on disk) plus the stored side of duplicate pairs. Queries: a stored
-pair question again (exact), its Quora duplicate (paraphrase; counted only when that pair's answer
-comes back) and a question whose nearest stored neighbour is far below any threshold (miss; counted
-only on None). Peers run one at a time, alone on the server, in a seeded random order, on one
-seeded shuffled query list. A peer whose module is missing or which fails is skipped with a note.
+Every peer in ``bench.peers`` runs in this one process with the same ONNX MiniLM (``SharedEmbedder``
+without memo: every lookup pays its own embedding); RedisVL's ``SemanticCache`` is the reference
+every figure is a ratio to. Caches hold real questions (as in ``core_latency``: Quora's with
+``--quora``, else the shipped datasets; vectors precomputed and kept on disk) plus the stored side
+of duplicate pairs. Queries: a stored pair question again (exact), its duplicate (paraphrase;
+counted only when that pair's answer comes back) and a question whose nearest stored neighbour is
+far below any threshold (miss; counted only on None). Peers run one at a time, alone on the server,
+in a seeded random order, on one seeded shuffled query list. A peer whose module is missing or which
+fails is skipped with a note.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from bench.core_latency import cached_vectors, load_questions, timed
+from bench.core_latency import cached_vectors, load_questions, tag, timed
+from bench.data import add_quora_arguments, question_rows, quora_from
 from bench.peers import PEER_CLASSES, Entry, PeerCache, SharedEmbedder, make_peer
 from bench.peers_memory import Footprint, RedisProbe, measure
 from semcache_plugins import Embedder
@@ -57,6 +59,7 @@ class Questions:
     misses: list[str]
     miss_similarity: float  # highest cosine similarity of a miss query to any stored question
     spare: list[str]  # warm-up queries, never timed
+    source: str  # where the questions come from
 
     def chunks(self, size: int, pairs: int) -> Iterator[list[Entry]]:
         """``size`` fill entries then ``pairs`` pair entries, built lazily per chunk."""
@@ -85,15 +88,25 @@ class Questions:
         return queries
 
 
-def load(embedder: Embedder, largest: int, pairs: int, misses: int, cache: Path) -> Questions:
+def load(
+    embedder: Embedder,
+    largest: int,
+    pairs: int,
+    misses: int,
+    cache: Path,
+    quora: Path | None = None,
+) -> Questions:
     """Questions for every run; misses are the candidates farthest from everything stored."""
-    texts, all_pairs = load_questions(largest + 4 * misses + WARMUP)
+    texts, all_pairs = load_questions(largest + 4 * misses + WARMUP, quora)
     if len(all_pairs) < pairs:
         raise SystemExit(f"only {len(all_pairs)} duplicate pairs; ask for fewer samples/lookups")
+    if len(texts) < largest + misses + WARMUP:
+        raise SystemExit(f"only {len(texts)} distinct questions; pass --quora or smaller --sizes")
     fill, candidates, chosen = texts[:largest], texts[largest:], all_pairs[:pairs]
-    fill_vectors = cached_vectors(embedder, fill, cache, "qqp-fill")
-    pair_vectors = cached_vectors(embedder, [a for a, _ in chosen], cache, "qqp-pairs")
-    candidate_vectors = cached_vectors(embedder, candidates, cache, f"qqp-after-{largest}")
+    source = tag(quora)
+    fill_vectors = cached_vectors(embedder, fill, cache, f"{source}-fill")
+    pair_vectors = cached_vectors(embedder, [a for a, _ in chosen], cache, f"{source}-pairs")
+    candidate_vectors = cached_vectors(embedder, candidates, cache, f"{source}-after-{largest}")
     nearest = (candidate_vectors @ pair_vectors.T).max(axis=1)
     for start in range(0, largest, 10_000):
         block = candidate_vectors @ fill_vectors[start : start + 10_000].T
@@ -107,6 +120,7 @@ def load(embedder: Embedder, largest: int, pairs: int, misses: int, cache: Path)
         misses=[candidates[i] for i in order[:misses]],
         miss_similarity=float(nearest[order[misses - 1]]),
         spare=[candidates[i] for i in order[misses : misses + WARMUP]],
+        source=question_rows(quora)[0],
     )
 
 
@@ -252,10 +266,10 @@ def latency_section(
                     footprints[key] = outcome[1]
     print(
         f"Sync `check()` in ms, ratio to RedisVL's same figure in brackets. Each cache holds "
-        f"*entries* questions: Quora questions plus the stored sides of {samples} duplicate pairs;"
-        f" {samples} queries per tier, timed in one shuffled list, counted only when "
-        "answered as expected (paraphrase: that pair's answer; miss: None; miss queries are at "
-        f"cosine <= {q.miss_similarity:.2f} from every stored question).\n"
+        f"*entries* questions: {q.source} questions plus the stored sides of {samples} "
+        f"duplicate pairs; {samples} queries per tier, timed in one shuffled list, counted only "
+        "when answered as expected (paraphrase: that pair's answer; miss: None; miss queries are "
+        f"at cosine <= {q.miss_similarity:.2f} from every stored question).\n"
     )
     print("| entries | tier | peer | p50 ms | p99 ms | counted |")
     print("|---:|---|---|---:|---:|---:|")
@@ -275,7 +289,9 @@ def latency_section(
     return footprints
 
 
-def throughput_section(lab: Lab, q: Questions, lookups: int, seed: int) -> None:
+def throughput_section(
+    lab: Lab, q: Questions, lookups: int, seed: int, fill: int = THROUGHPUT_FILL
+) -> None:
     print("## Peer throughput\n")
     third = max(1, lookups // 3)
     plan = q.plan(third, seed)
@@ -283,7 +299,7 @@ def throughput_section(lab: Lab, q: Questions, lookups: int, seed: int) -> None:
     for key in lab.live(seed):
         outcome = lab.run(
             key,
-            q.chunks(max(0, THROUGHPUT_FILL - third), third),
+            q.chunks(max(0, fill - third), third),
             lambda peer: asyncio.run(throughput(peer, plan, q.spare)),
         )
         if outcome:
@@ -291,7 +307,7 @@ def throughput_section(lab: Lab, q: Questions, lookups: int, seed: int) -> None:
     print(
         f"`acheck()` lookups/s with N concurrent asyncio callers draining one list of {len(plan)} "
         f"lookups (1/3 exact, 1/3 paraphrase, 1/3 miss; the same list for every peer) on a "
-        f"{max(THROUGHPUT_FILL, third):,}-entry cache; ratio to RedisVL in brackets. "
+        f"{max(fill, third):,}-entry cache; ratio to RedisVL in brackets. "
         "*as expected*: the fewest right answers over the settings (a paraphrase missed at the "
         "peer's threshold or a miss query it answers counts as wrong).\n"
     )
@@ -360,9 +376,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="1000,10000,100000", help="cache sizes (latency)")
     parser.add_argument("--lookups", type=int, default=600, help="per throughput setting")
     parser.add_argument("--samples", type=int, default=300, help="latency queries per tier")
+    parser.add_argument(
+        "--throughput-fill", type=int, default=THROUGHPUT_FILL, help="entries (throughput)"
+    )
     parser.add_argument("--peers", default=",".join(PEER_CLASSES), help="comma list of keys")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "semcache" / "bench")
+    add_quora_arguments(parser)
     args = parser.parse_args(argv)
     wanted = {k.strip() for k in args.peers.split(",") if k.strip()}
     if unknown := sorted(wanted - set(PEER_CLASSES)):
@@ -373,10 +393,11 @@ def main(argv: list[str] | None = None) -> None:
     embedder = Embedder()
     embedder.load()
     most = max(args.samples, third)
-    q = load(embedder, max(*sizes, THROUGHPUT_FILL), most, most, args.cache)
+    largest = max(*sizes, args.throughput_fill)
+    q = load(embedder, largest, most, most, args.cache, quora_from(args))
     lab = Lab(args.redis_url, SharedEmbedder(embedder), keys)
     footprints = latency_section(lab, q, sizes, args.samples, args.seed)
-    throughput_section(lab, q, args.lookups, args.seed + 1)
+    throughput_section(lab, q, args.lookups, args.seed + 1, args.throughput_fill)
     memory_section(lab, q, max(sizes), args.samples, footprints)
 
 

@@ -1,16 +1,16 @@
 """Soak: many concurrent async callers for minutes; errors, p99 latency over time and process RSS.
 
 Each caller loops like an app behind an adapter: pick a question (``--repeat`` of the time one
-asked before, else a new Quora question), ``alookup``; on a miss, call the "LLM" (sleep
-``--llm-delay``) and ``astore`` the answer. A ``SemcacheError`` is what the adapters turn into a
-fail-open miss: counted as *bypassed*. Any other exception is an *error* (must be 0).
+asked before, else a new one: Quora's with ``--quora``, else the shipped datasets), ``alookup``;
+on a miss, call the "LLM" (sleep ``--llm-delay``) and ``astore`` the answer. A ``SemcacheError``
+is what the adapters turn into a fail-open miss: counted as *bypassed*. Any other exception is an
+*error* (must be 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import time
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.core_latency import drop_cache
+from bench.data import add_quora_arguments, question_rows, quora_from
 from semcache_plugins import CacheCore, SemcacheError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "qqp_gptcache"
 SYSTEM = {"role": "system", "content": "Answer questions from a Q&A site."}
 
 
@@ -95,9 +95,15 @@ class Soak:
 
 
 async def run(
-    redis_url: str, callers: int, seconds: float, repeat: float, window: float, llm_delay: float
+    redis_url: str,
+    callers: int,
+    seconds: float,
+    repeat: float,
+    window: float,
+    llm_delay: float,
+    quora: Path | None = None,
 ) -> None:
-    rows = json.loads((DATA / "similiar_qqp_full.json").read_text())
+    rows = question_rows(quora)[1]
     questions = list(dict.fromkeys(r["text_a"] for r in rows))
     core = CacheCore(redis_url=redis_url, index_prefix=f"soak-{uuid.uuid4().hex[:8]}")
     await asyncio.to_thread(core.embedder.load)
@@ -154,9 +160,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=float, default=0.5)
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--llm-delay", type=float, default=0.4)
+    add_quora_arguments(parser)
     args = parser.parse_args(argv)
     asyncio.run(
-        run(args.redis_url, args.callers, args.seconds, args.repeat, args.window, args.llm_delay)
+        run(
+            args.redis_url,
+            args.callers,
+            args.seconds,
+            args.repeat,
+            args.window,
+            args.llm_delay,
+            quora_from(args),
+        )
     )
 
 

@@ -590,3 +590,22 @@ async def test_litellm_hooks_store_then_lookup_hits(
         else:
             assert hit is not None and hit["_hidden_params"]["semcache"]["tier"] == "exact"
             assert hit["choices"][0]["message"]["content"] == answer
+
+
+@pytest.mark.parametrize("namespace", ["", "a,b", "*", "x y", "{t}", 7])
+async def test_litellm_bad_namespace_fails_open(
+    cache: SemCache, core: CacheCore, redis_client: redis.Redis, namespace: Any
+) -> None:
+    """A per-call namespace the settings would refuse is a cache-side error: the call goes to
+    the provider, nothing is stored, and the core refuses the same namespace outright."""
+    question = user("How do I reset my password?")
+    for _ in range(2):
+        response = chat(question, cache={"namespace": namespace})
+        assert content(response) == "The provider's answer." and not is_hit(response)
+    response = await achat(question, cache={"namespace": namespace})
+    assert not is_hit(response)
+    assert keys(redis_client, core) == []
+    with pytest.raises(SemcacheError):
+        core.store(question, "answer", MODEL, namespace=namespace)
+    assert not is_hit(chat(question, cache={"namespace": "tenant-a"}))  # control: stored ...
+    assert is_hit(chat(question, cache={"namespace": "tenant-a"}))  # ... and served

@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 import redis
 from redisvl.index import SearchIndex
 
-from semcache_plugins import Embedder
-from semcache_plugins._cli import main
+from semcache_plugins import ConfigurationError, Embedder
+from semcache_plugins._cli import error_line, main
 from semcache_plugins._index import IndexLayout
 
 SYSTEM = "You are a terse support agent."
@@ -76,7 +77,7 @@ def test_warm_stats_invalidate(
     tmp_path: Path, target: list[str], index_prefix: str, embedder: Embedder
 ) -> None:
     assert _warm(tmp_path, target, RECORDS).splitlines()[-1].startswith("stored 4, skipped 0")
-    current = f"{index_prefix}-{embedder.fingerprint.digest}"
+    current = IndexLayout(index_prefix, embedder.fingerprint.digest, 4).name
 
     report = _stats(target)
     assert report["prefix"] == index_prefix and report["redis_used_memory"] > 0
@@ -124,7 +125,8 @@ def test_invalidate_embedding_version_drops_that_index(
     assert name.encode() not in redis_client.execute_command("FT._LIST")
     assert list(redis_client.scan_iter(match=f"{index_prefix}:*")) == []
     missing = semcache("invalidate", "--embedding-version", FAKE_VERSION, *target)
-    assert missing.returncode == 1 and f"no index {name}" in missing.stderr
+    assert missing.returncode == 1
+    assert f"no index of embedding version {FAKE_VERSION}" in missing.stderr
     both = semcache("invalidate", "--embedding-version", "v", "--model", "m", *target)
     assert both.returncode == 1 and "cannot be combined" in both.stderr
     assert "give --system-prompt" in semcache("invalidate", *target).stderr
@@ -140,7 +142,7 @@ def test_indexes_drop_old(
     _warm(tmp_path, target, RECORDS[:2])
     old = _fake_index(redis_client, index_prefix, 2)
     redis_client.pfadd(f"{old}:n", "k1", "k2")  # its entry count (see IndexLayout.count_key)
-    current = f"{index_prefix}-{embedder.fingerprint.digest}"
+    current = IndexLayout(index_prefix, embedder.fingerprint.digest, 4).name
     listing = ok("indexes", *target).splitlines()
     assert listing[1:] == sorted(
         [
@@ -152,7 +154,8 @@ def test_indexes_drop_old(
     assert dropped[-2:] == [f"dropping {old} (2 entries)", "dropped 1 old index(es)"]
     names = {n.decode() for n in redis_client.execute_command("FT._LIST")}
     assert old not in names and current in names
-    assert list(redis_client.scan_iter(match=f"{index_prefix}:{FAKE_VERSION}:*")) == []
+    fake_keys = f"{IndexLayout(index_prefix, FAKE_VERSION, 4).key_prefix}:*"
+    assert list(redis_client.scan_iter(match=fake_keys)) == []
     assert redis_client.exists(f"{old}:n") == 0  # its counts went with it
     assert redis_client.pfcount(f"{current}:n") == 2  # the current index keeps its own
     assert [i["entries"] for i in _stats(target)["indexes"]] == [2]
@@ -166,7 +169,7 @@ def test_float16_indexes_count_for_their_embedding_version(
     embedder: Embedder,
 ) -> None:
     _warm(tmp_path, target, RECORDS[:2])
-    current = f"{index_prefix}-{embedder.fingerprint.digest}"
+    current = IndexLayout(index_prefix, embedder.fingerprint.digest, 4).name
     current_f16 = IndexLayout(index_prefix, embedder.fingerprint.digest, 4, "float16")
     SearchIndex.from_dict(current_f16.schema(), redis_client=redis_client).create()
 
@@ -203,3 +206,154 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         out = capsys.readouterr().out
         assert exit_info.value.code == 0 and out.startswith(f"usage: semcache {command}")
         assert ("--redis-url" in out) == (command != "calibrate")
+
+
+def test_schema_one_index_of_the_current_version_is_old(
+    tmp_path: Path,
+    target: list[str],
+    index_prefix: str,
+    redis_client: redis.Redis,
+    embedder: Embedder,
+) -> None:
+    """Indexes written before the namespace-hash schema (``{prefix}-{version}``) are no longer
+    read: listed as not current and dropped by ``--drop-old``, counts included."""
+    _warm(tmp_path, target, RECORDS[:2])
+    digest = embedder.fingerprint.digest
+    schema = IndexLayout(index_prefix, digest, 4).schema()
+    old = f"{index_prefix}-{digest}"
+    schema["index"].update(name=old, prefix=f"{index_prefix}:{digest}")
+    SearchIndex.from_dict(schema, redis_client=redis_client).create()
+    redis_client.hset(f"{index_prefix}:{digest}:e1", mapping={"version": digest})
+    redis_client.pfadd(f"{old}:n", "k1")
+    listing = ok("indexes", *target)
+    assert f"{old:<40} {digest:<14} {1:>8}  \n" in listing + "\n"
+    dropped = ok("indexes", "--drop-old", *target).splitlines()
+    assert dropped[-2:] == [f"dropping {old} (1 entries)", "dropped 1 old index(es)"]
+    assert redis_client.exists(f"{index_prefix}:{digest}:e1", f"{old}:n") == 0
+    assert [i["entries"] for i in _stats(target)["indexes"]] == [2]
+
+
+# -- one-line errors and quiet output ---------------------------------------------------------
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEMCACHE_")}
+    env.pop("REDIS_URL", None)
+    return {**env, **extra}
+
+
+@pytest.mark.parametrize(
+    ("command", "extra_env", "code", "says"),
+    [
+        (["stats", "--redis-url", "foo://x"], {}, 1, "invalid Redis URL 'foo://x'"),
+        (["indexes", "--redis-url", "http://localhost:6379"], {}, 1, "invalid Redis URL"),
+        (["invalidate", "--model", "m", "--redis-url", "x"], {}, 1, "invalid Redis URL 'x'"),
+        (["stats"], {"SEMCACHE_REDIS_URL": "foo://x"}, 1, "invalid Redis URL 'foo://x'"),
+        (["demo", "--redis-url", "foo://x"], {}, 1, "invalid Redis URL 'foo://x'"),
+        (["stats", "--redis-url", "redis://127.0.0.1:1"], {}, 1, "Redis at redis://127.0.0.1:1"),
+        (["stats"], {"SEMCACHE_SIMILARITY_THRESHOLD": "high"}, 2, "similarity_threshold"),
+        (["stats"], {"SEMCACHE_VECTOR_DTYPE": "float64"}, 2, "vector_dtype"),
+        (["warm", "/nonexistent/warm.jsonl", "--redis-url", "redis://127.0.0.1:1"], {}, 1, "read"),
+    ],
+    ids=["url-scheme", "url-http", "url-bare", "url-env", "url-demo", "unreachable",
+         "threshold-env", "dtype-env", "missing-file"],
+)  # fmt: skip
+def test_every_cli_error_is_one_line(
+    command: list[str], extra_env: dict[str, str], code: int, says: str
+) -> None:
+    done = semcache(*command, env=_env(**extra_env))
+    assert done.returncode == code, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("semcache: error: "), done.stderr
+    assert says.lower() in lines[0].lower()
+
+
+def test_verbose_errors_add_the_traceback() -> None:
+    done = semcache("-v", "stats", "--redis-url", "foo://x", env=_env())
+    assert done.returncode == 1 and "Traceback" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("semcache: error: invalid Redis URL")
+
+
+def test_third_party_info_lines_show_only_with_verbose(
+    tmp_path: Path, target: list[str], redis_url: str
+) -> None:
+    data = tmp_path / "warm.jsonl"
+    data.write_text(json.dumps(RECORDS[0]) + "\n")
+    warm = ["warm", str(data), "--model", "gpt-a", *target]
+    first = semcache(*warm)
+    assert first.returncode == 0, first.stderr
+    again = semcache(*warm)  # the index exists now: RedisVL logs it at INFO
+    assert again.returncode == 0 and "Index already exists" not in again.stderr, again.stderr
+    verbose = semcache("-v", *warm)
+    assert verbose.returncode == 0 and "Index already exists" in verbose.stderr
+
+
+_HTTPX = """
+import http.server, sys, threading
+import httpx
+from semcache_plugins._cli import _configure_logging
+_configure_logging(sys.argv[1] == "-v")
+server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+threading.Thread(target=server.handle_request, daemon=True).start()
+httpx.get(f"http://127.0.0.1:{server.server_port}/")
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_httpx_request_lines_show_only_with_verbose(tmp_path: Path, verbose: bool) -> None:
+    flag = "-v" if verbose else "-"
+    done = subprocess.run(
+        [sys.executable, "-c", _HTTPX, flag],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert ("HTTP Request: GET" in done.stderr) == verbose, done.stderr
+
+
+class _Settings(pydantic.BaseModel):
+    similarity_threshold: float
+
+
+def _validation_error() -> pydantic.ValidationError:
+    try:
+        _Settings(similarity_threshold="high")  # type: ignore[arg-type]
+    except pydantic.ValidationError as exc:
+        return exc
+    raise AssertionError("no ValidationError")
+
+
+def _raised_from(error: Exception, cause: BaseException, *, implicit: bool = False) -> Exception:
+    try:
+        try:
+            raise cause
+        except BaseException as inner:
+            if implicit:
+                raise error from None  # the settings error stays its __context__
+            raise error from inner
+    except Exception as outer:
+        return outer
+
+
+def test_error_line_is_one_line_with_the_exit_code_of_its_kind() -> None:
+    invalid = _validation_error()
+    setting = (
+        "invalid setting SEMCACHE_SIMILARITY_THRESHOLD='high': Input should be a valid number, "
+        "unable to parse string as a number"
+    )
+    assert error_line(invalid) == (setting, 2)
+    # A settings error turned into a SemcacheError keeps its message and exit code 2.
+    assert error_line(_raised_from(ConfigurationError("bad threshold"), invalid)) == (
+        "bad threshold",
+        2,
+    )
+    hidden = _raised_from(ConfigurationError("bad threshold"), invalid, implicit=True)
+    assert error_line(hidden) == ("bad threshold", 2)
+    assert error_line(ConfigurationError("no index x")) == ("no index x", 1)
+    assert error_line(ValueError("bad\nvalue")) == ("bad value", 2)
+    assert error_line(RuntimeError("boom")) == (
+        "RuntimeError: boom (run with -v for the traceback)",
+        1,
+    )

@@ -11,6 +11,7 @@ import redis
 
 from semcache_plugins import CacheCore, Embedder
 from semcache_plugins._flows import (
+    BumpGeneration,
     DeleteKeys,
     DeleteMatching,
     EmbedQuery,
@@ -67,7 +68,7 @@ def knn_of_lookup(sizes: list[int], **options: Any) -> tuple[ReadEntry, str]:
     flow = lookup_flow(CONFIG, plan, **options)
     read = next(flow)
     assert isinstance(read, ReadEntry)
-    assert isinstance(flow.send((None, sizes)), EmbedQuery)
+    assert isinstance(flow.send((None, sizes, "g0")), EmbedQuery)
     search = flow.send(UNIT)
     assert isinstance(search, Search)
     return read, search.args[2]
@@ -76,7 +77,7 @@ def knn_of_lookup(sizes: list[int], **options: Any) -> tuple[ReadEntry, str]:
 def test_lookup_counts_the_scope_with_the_exact_read_and_picks_the_policy() -> None:
     read, query = knn_of_lookup([5000, 6000])
     scope = plan_request(ask("x"), model="m", params=PARAMS, namespace="").scope
-    assert read.count_keys == (f"sc-v1:n:{scope}", "sc-v1:n")
+    assert read.count_keys == (f"sc-s2.v1:n:{scope}", "sc-s2.v1:n")
     assert "HYBRID_POLICY BATCHES" in query
     assert "HYBRID_POLICY" not in knn_of_lookup([50, 6000])[1]  # a small scope is scanned
     # how many entries pass a max_age filter is unknown: RediSearch decides
@@ -85,19 +86,21 @@ def test_lookup_counts_the_scope_with_the_exact_read_and_picks_the_policy() -> N
 
 def test_store_counts_entries_with_a_vector_and_invalidation_resets_the_counts() -> None:
     plan = plan_request(ask("Where is my parcel?"), model="m", params=PARAMS, namespace="")
-    write = next(store_flow(CONFIG, plan, "answer", ttl=60, vector=UNIT))
+    write = next(store_flow(CONFIG, plan, "answer", ttl=60, vector=UNIT, generation="g0"))
     assert isinstance(write, WriteEntry)
     assert write.count_keys == (LAYOUT.count_key(plan.scope), LAYOUT.count_key())
     flow = invalidate_flow(CONFIG, namespace="tenant")
-    assert isinstance(next(flow), Search)
+    assert isinstance(next(flow), BumpGeneration)
+    assert isinstance(flow.send(1), Search)
     assert isinstance(flow.send([{"id": "sc:v1:e1"}]), DeleteKeys)
     assert isinstance(flow.send(1), Search)
-    assert flow.send([]) == DeleteMatching("sc-v1:n*")
+    assert flow.send([]) == DeleteMatching("sc-s2.v1:n*")
     with pytest.raises(StopIteration) as done:
         flow.send(0)
     assert done.value.value == 1
     untouched = invalidate_flow(CONFIG, namespace="tenant")
     next(untouched)
+    untouched.send(2)
     with pytest.raises(StopIteration) as done:
         untouched.send([])  # nothing removed: the counts stay
     assert done.value.value == 0

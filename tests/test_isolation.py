@@ -10,9 +10,16 @@ question). Exact repeats must always hit, and paraphrases must hit often enough 
 from __future__ import annotations
 
 import random
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from semcache_plugins import CacheCore
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from semcache_plugins import CacheCore, ConfigurationError
+from semcache_plugins._settings import validate_namespace
 
 SEED = 20240611
 TENANTS = [f"t{i}" for i in range(12)]
@@ -143,3 +150,140 @@ async def test_no_cross_tenant_system_or_model_hits(core: CacheCore) -> None:
                 for variant in stored[slot]:
                     leaked = core.lookup(messages(slot, variant), slot.model, namespace=tenant)
                     assert leaked is None or leaked.response["tenant"] == tenant
+
+
+# -- invalidation never crosses tenants ------------------------------------------------------
+
+# Tenant names that a TAG filter on the raw name confuses: case variants (TAG matching folds
+# case), commas (TAG separators), wildcards and query syntax, whitespace, unicode, empty.
+AWKWARD_TENANTS = [
+    "acme",
+    "ACME",
+    "Acme",
+    "a,b",
+    "b",
+    "a",
+    "*",
+    "a*",
+    "|",
+    "a|b",
+    "{x}",
+    "x y",
+    "",
+    "ünïcödé",
+    "ÜNÏCÖDÉ",
+    "ß",
+    "SS",
+    "t-1",
+    "t.1",
+    "t@1",
+    "(t)",
+    "$t",
+]
+tenant_names = st.one_of(st.sampled_from(AWKWARD_TENANTS), st.text(max_size=10))
+
+
+def _valid(tenant: str) -> bool:
+    try:
+        validate_namespace(tenant)
+    except ConfigurationError:
+        return False
+    return True
+
+
+@given(tenants=st.lists(tenant_names, min_size=2, max_size=6, unique=True), data=st.data())
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_invalidating_one_tenant_leaves_every_other_tenant_served(
+    core: CacheCore, tenants: list[str], data: st.DataObject
+) -> None:
+    model = f"model-{uuid.uuid4().hex[:8]}"  # a fresh scope per example
+    question = [{"role": "user", "content": "How do I reset my password?"}]
+    paraphrase = [{"role": "user", "content": "How can I reset my password?"}]
+    valid = [tenant for tenant in tenants if _valid(tenant)]
+    for tenant in tenants:
+        if tenant in valid:
+            assert core.store(question, {"tenant": tenant}, model, namespace=tenant)
+            continue
+        # a name the settings refuse is refused per call too, before anything is written
+        with pytest.raises(ConfigurationError, match="namespace"):
+            core.store(question, {"tenant": tenant}, model, namespace=tenant)
+        with pytest.raises(ConfigurationError, match="namespace"):
+            core.lookup(question, model, namespace=tenant)
+        with pytest.raises(ConfigurationError, match="namespace"):
+            core.invalidate(namespace=tenant)
+    if not valid:
+        return
+    victim = data.draw(st.sampled_from(valid), label="victim")
+    assert core.invalidate(namespace=victim) == 1
+    assert core.lookup(question, model, namespace=victim) is None
+    assert core.lookup(paraphrase, model, namespace=victim) is None
+    for tenant in valid:
+        if tenant != victim:  # controls: every other tenant still hits, with its own answer
+            hit = core.lookup(question, model, namespace=tenant)
+            assert hit is not None and hit.response == {"tenant": tenant}, (victim, tenant)
+            near = core.lookup(paraphrase, model, namespace=tenant)
+            assert near is None or near.response == {"tenant": tenant}
+    for tenant in valid:
+        if tenant != victim:
+            assert core.invalidate(namespace=tenant) == 1  # each finds exactly its own entry
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"namespace": ""},
+        {"namespace": "*"},
+        {"namespace": "a,b"},
+        {"model": ""},
+        {"model": "   "},
+        {"system_prompt": ""},
+        {"system_prompt": "  \n"},
+        {"system_prompt": [3]},
+    ],
+)
+async def test_empty_or_pattern_filters_are_errors_never_everything(
+    core: CacheCore, filters: dict[str, Any]
+) -> None:
+    tenants = ["acme", "ACME", "other"]
+    for tenant in tenants:
+        assert core.store(ask_reset(), {"tenant": tenant}, "m", namespace=tenant)
+    with pytest.raises(ConfigurationError):
+        core.invalidate(**filters)
+    with pytest.raises(ConfigurationError):
+        await core.ainvalidate(**filters)
+    for tenant in tenants:  # nothing was removed
+        hit = core.lookup(ask_reset(), "m", namespace=tenant)
+        assert hit is not None and hit.response == {"tenant": tenant}
+
+
+def ask_reset() -> list[dict[str, str]]:
+    return [{"role": "user", "content": "How do I reset my password?"}]
+
+
+async def test_system_prompt_and_model_invalidation_stay_exact(core: CacheCore) -> None:
+    """system_prompt=[] means "requests without a system prompt"; model names are exact."""
+    plain = ask_reset()
+    with_system = [{"role": "system", "content": "Be brief."}, *plain]
+    for tenant in ("acme", "ACME"):
+        for model in ("gpt-4o", "GPT-4O"):
+            assert core.store(plain, "plain", model, namespace=tenant)
+            assert core.store(with_system, "brief", model, namespace=tenant)
+    assert await core.ainvalidate(model="gpt-4o", namespace="acme") == 2
+    assert core.invalidate(system_prompt=[], namespace="ACME") == 2
+    assert core.lookup(plain, "gpt-4o", namespace="acme") is None
+    assert core.lookup(with_system, "gpt-4o", namespace="acme") is None
+    assert core.lookup(plain, "GPT-4O", namespace="ACME") is None
+    assert core.lookup(plain, "gpt-4o", namespace="ACME") is None
+    for model, tenant, request, answer in [
+        ("GPT-4O", "acme", plain, "plain"),
+        ("GPT-4O", "acme", with_system, "brief"),
+        ("gpt-4o", "ACME", with_system, "brief"),
+        ("GPT-4O", "ACME", with_system, "brief"),
+    ]:
+        hit = core.lookup(request, model, namespace=tenant)
+        assert hit is not None and hit.response == answer, (model, tenant)

@@ -13,6 +13,7 @@ PUBLIC = [
     "CacheCore",
     "CacheHit",
     "CacheSettings",
+    "CalibrationError",
     "CalibrationResult",
     "ConfigurationError",
     "EmbeddedRedisError",

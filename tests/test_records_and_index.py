@@ -3,40 +3,54 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import numpy as np
 import pytest
 
-from semcache_plugins._errors import SerializationError
+from semcache_plugins._errors import ConfigurationError, SerializationError
 from semcache_plugins._index import (
     IndexLayout,
     entry_filter,
     index_version,
     knn_command,
+    namespace_hash,
     search_rows,
 )
-from semcache_plugins._records import decode_record, encode_response, record_signature
+from semcache_plugins._records import (
+    SIGNED_FIELDS,
+    decode_record,
+    encode_response,
+    record_mapping,
+    vector_digest,
+)
 from semcache_plugins._stats import CacheStats, CircuitBreaker
 
 KEY = b"k" * 32
+VECTOR = np.arange(4, dtype=np.float32).tobytes()
 
 
 def fields(response: Any = "hello", *, sign: bytes | None = None, **over: Any) -> dict[str, Any]:
-    payload = encode_response(response, max_bytes=10_000)
-    base: dict[str, Any] = {
+    """A stored hash as Redis gives it back (bytes values), signed with ``sign`` if given."""
+    text: dict[str, str] = {
         "scope": "s1",
-        "prompt": "p",
-        "payload": payload,
+        "ns": "a1",
+        "namespace": "acme",
+        "system": "b2",
+        "model": "c3",
+        "version": "v1",
+        "tools": "0",
         "created_at": "1700000000.5",
-        "tools": b"0",
+        "expires_at": "",
+        "gen": "g1",
+        "vec": vector_digest(VECTOR),
+        "prompt": "p",
+        "payload": encode_response(response, max_bytes=10_000),
     }
-    if sign:
-        base["sig"] = record_signature(
-            sign, entry_id="e1", scope="s1", prompt="p", payload=payload, created_at="1700000000.5"
-        )
-    base.update(over)
-    return {k: (v.encode() if isinstance(v, str) else v) for k, v in base.items()}
+    mapping: dict[str, Any] = record_mapping(text, "e1", sign, None)
+    mapping.update(over)
+    return {k: (v.encode() if isinstance(v, str) else v) for k, v in mapping.items()}
 
 
 def test_round_trip_versioned_json() -> None:
@@ -92,10 +106,88 @@ def test_signature_required_and_checked() -> None:
         decode_record(fields(sign=KEY), entry_id="e2", signing_key=KEY)  # moved to another key
 
 
+# A tampered value per signed field: each decides what is served, to whom, until when, or
+# what invalidation finds (tags), or whether it may be served at all (generation, tools).
+TAMPERED = {
+    "scope": "s2",
+    "ns": "a2",
+    "namespace": "ACME",
+    "system": "b3",
+    "model": "c4",
+    "version": "v2",
+    "tools": "1",
+    "created_at": "1800000000.5",
+    "expires_at": "1900000000.0",
+    "gen": "g0",
+    "vec": vector_digest(b"other vector"),
+    "prompt": "q",
+    "payload": encode_response("evil", max_bytes=1000),
+}
+
+
+def test_every_signed_field_is_tampered_in_some_case() -> None:
+    assert set(TAMPERED) == set(SIGNED_FIELDS)
+
+
+@pytest.mark.parametrize("name", SIGNED_FIELDS)
+def test_tampering_any_signed_field_fails_verification(name: str) -> None:
+    tampered = fields(sign=KEY, **{name: TAMPERED[name]})
+    with pytest.raises(SerializationError, match="signature"):
+        decode_record(tampered, entry_id="e1", signing_key=KEY)
+    # without a key nothing is verified: the same record decodes (a control)
+    decode_record(tampered, entry_id="e1", signing_key=None)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("scope", "ns"),
+        ("namespace", "system"),
+        ("model", "version"),
+        ("gen", "vec"),
+        ("prompt", "payload"),
+    ],
+)
+def test_a_field_cannot_borrow_bytes_from_its_neighbour(first: str, second: str) -> None:
+    """Fields are signed as a JSON array, not joined by a separator: the signature of
+    (x + sep + y, "") never verifies (x, y)."""
+    honest = fields(sign=KEY)
+    joined = honest[first] + b"\x1f" + honest[second]
+    shifted_text = {k: v.decode() for k, v in honest.items() if k in SIGNED_FIELDS}
+    shifted_text.update({first: joined.decode(), second: ""})
+    shifted = record_mapping(shifted_text, "e1", KEY, None)
+    moved = {**honest, "sig": shifted["sig"]}
+    assert decode_record(honest, entry_id="e1", signing_key=KEY)  # the control verifies
+    with pytest.raises(SerializationError, match="signature"):
+        decode_record(moved, entry_id="e1", signing_key=KEY)
+
+
+def test_the_vector_read_back_must_be_the_signed_one() -> None:
+    signed = fields(sign=KEY)
+    assert decode_record({**signed, "embedding": VECTOR}, entry_id="e1", signing_key=KEY)
+    other = np.ones(4, dtype=np.float32).tobytes()
+    for vector in (other, None):  # rewritten, or removed
+        with pytest.raises(SerializationError, match="vector"):
+            decode_record({**signed, "embedding": vector}, entry_id="e1", signing_key=KEY)
+    exact_only = fields(sign=KEY, vec="")
+    with pytest.raises(SerializationError, match="signature"):
+        decode_record(exact_only, entry_id="e1", signing_key=KEY)  # vec is signed too
+
+
+def test_decoded_record_carries_tags_generation_and_expiry() -> None:
+    record = decode_record(fields(expires_at="1700000060.5"), entry_id="e1", signing_key=None)
+    assert (record.namespace_hash, record.system_hash, record.model_hash) == ("a1", "b2", "c3")
+    assert record.generation == "g1" and record.expires_at == 1700000060.5
+    assert not record.has_tool_calls
+    with pytest.raises(SerializationError):
+        decode_record(fields(tools="yes"), entry_id="e1", signing_key=None)
+
+
 def test_layout_names_carry_the_fingerprint() -> None:
     a, b = IndexLayout("sc", "aaaa", 384), IndexLayout("sc", "bbbb", 384)
     assert a.name != b.name and a.key_prefix != b.key_prefix
-    assert a.key("e1") == "sc:aaaa:e1"
+    assert a.key("e1") == "sc:s2.aaaa:e1"
+    assert a.name == "sc-s2.aaaa"  # schema 2: never the name of a schema-1 index ("sc-aaaa")
     vector = next(f for f in a.schema()["fields"] if f["type"] == "vector")
     assert vector["attrs"]["algorithm"] == "hnsw"
     assert vector["attrs"]["distance_metric"] == "cosine"
@@ -117,7 +209,7 @@ def test_float16_layout_is_its_own_index_that_no_float32_prefix_matches() -> Non
 def test_knn_command_is_a_prefiltered_knn_sorted_nearest_first() -> None:
     layout = IndexLayout("sc", "v1", 4)
     args = knn_command(layout, b"VEC", entry_filter(layout, scope="abc"))
-    assert args[:2] == ("FT.SEARCH", "sc-v1")
+    assert args[:2] == ("FT.SEARCH", "sc-s2.v1")
     assert (
         args[2].startswith("(") and "@scope:{abc}" in args[2] and "=>[KNN 4 @embedding" in args[2]
     )
@@ -149,6 +241,8 @@ def test_search_rows_reads_resp2_and_resp3_replies() -> None:
 def test_index_names_give_back_their_embedding_version() -> None:
     for dtype in ("float32", "float16"):
         assert index_version("sc", IndexLayout("sc", "ab12", 4, dtype).name) == "ab12"
+    for old in ("sc-ab12", "sc-f16.ab12"):  # schema-1 indexes stay listed (and droppable)
+        assert index_version("sc", old) == "ab12"
     assert index_version("sc", "sc-x-ab12") is None and index_version("sc", "other-ab12") is None
 
 
@@ -159,7 +253,25 @@ def test_entry_filter_is_a_tag_prefilter() -> None:
     assert "@scope:{abc}" in text
     assert "@created_at:[10.0 +inf]" in text
     assert "-@tools:{1}" in text
-    assert str(entry_filter(layout, system="s", model="m")).count("@") == 3
+    assert str(entry_filter(layout, system="5", model="6")).count("@") == 3
+
+
+@pytest.mark.parametrize("bad", ["", "*", "a,b", "ABC", "x y", "{a}", "a|b"])
+def test_entry_filter_refuses_anything_but_a_hash(bad: str) -> None:
+    layout = IndexLayout("sc", "v1", 4)
+    for name in ("scope", "system", "model"):
+        with pytest.raises(ConfigurationError, match="hex hash"):
+            entry_filter(layout, **{name: bad})
+
+
+def test_namespaces_are_filtered_by_an_exact_case_preserving_hash() -> None:
+    layout = IndexLayout("sc", "v1", 4)
+    tenants = ["acme", "ACME", "Acme", "a,b", "b", "*", "", "ümlaut", "a|b"]
+    tags = {tenant: str(entry_filter(layout, namespace=tenant)) for tenant in tenants}
+    assert len(set(tags.values())) == len(tenants)
+    for tenant, text in tags.items():
+        assert f"@ns:{{{namespace_hash(tenant)}}}" in text
+        assert re.fullmatch(r"[@a-z0-9:{}() ]+", text)  # no user text, no wildcard
 
 
 def test_stats_counts_and_percentiles() -> None:

@@ -10,6 +10,7 @@ from ._embedder import Embedder, ModelFingerprint
 from ._errors import (
     BackendError,
     CacheClosedError,
+    CalibrationError,
     ConfigurationError,
     EmbeddedRedisError,
     EmbeddingError,
@@ -36,6 +37,7 @@ __all__ = [
     "CacheCore",
     "CacheHit",
     "CacheSettings",
+    "CalibrationError",
     "CalibrationResult",
     "ConfigurationError",
     "EmbeddedRedisError",

@@ -11,9 +11,6 @@ import atexit
 import logging
 import threading
 import time
-import weakref
-from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import redis
@@ -22,19 +19,22 @@ from redisvl.exceptions import RedisVLError
 from redisvl.index import AsyncSearchIndex, SearchIndex
 
 from ._compute import DeadlineExceeded
-from ._connections import DeadlineCut, LoopState, connect, deadline
+from ._connections import DeadlineCut, LoopClients, LoopState, connect, deadline
 from ._errors import BackendError, CacheClosedError, ConfigurationError
 from ._flows import (
+    BumpGeneration,
     DeleteKeys,
     DeleteMatching,
     Op,
     ReadEntries,
     ReadEntry,
+    ReadGenerations,
     Search,
     WriteBatch,
     WriteEntry,
 )
-from ._index import RECORD_FIELDS, IndexLayout, search_rows
+from ._generations import generation_token
+from ._index import RECORD_FIELDS, VECTOR_FIELD, IndexLayout, search_rows
 from ._settings import CacheSettings
 from ._stats import CircuitBreaker
 
@@ -71,18 +71,34 @@ def delete_matching(client: redis.Redis, pattern: str) -> int:
     return int(client.delete(*keys)) if keys else 0
 
 
+_VECTOR_FIELDS = (*RECORD_FIELDS, VECTOR_FIELD)
+
+
 def _fields(values: list[Any]) -> dict[str, Any] | None:
     if all(value is None for value in values):
         return None
-    return dict(zip(RECORD_FIELDS, values, strict=True))
+    names = RECORD_FIELDS if len(values) == len(RECORD_FIELDS) else _VECTOR_FIELDS
+    return dict(zip(names, values, strict=True))
 
 
-def _queue_reads(pipe: Any, op: ReadEntry | ReadEntries) -> None:
-    """Queue the HMGETs (and PFCOUNTs) of a read on a (sync or async) pipeline."""
+def _queue_reads(pipe: Any, op: ReadEntry | ReadEntries | ReadGenerations) -> None:
+    """Queue the HMGETs (then the PFCOUNTs, then the generation MGET) of a read on a (sync or
+    async) pipeline."""
+    if isinstance(op, ReadGenerations):
+        for group in op.groups:
+            pipe.mget(list(group))
+        return
+    with_vector = isinstance(op, ReadEntries) and op.with_vector
+    names = _VECTOR_FIELDS if with_vector else RECORD_FIELDS
     for key in op.keys if isinstance(op, ReadEntries) else (op.key,):
-        pipe.hmget(key, list(RECORD_FIELDS))
-    for count_key in op.count_keys if isinstance(op, ReadEntry) else ():
-        pipe.pfcount(count_key)
+        # bytes even on a decode_responses client: the vector is binary, the prompt may
+        # hold surrogates
+        pipe.execute_command("HMGET", key, *names, NEVER_DECODE=True)
+    if isinstance(op, ReadEntry):
+        for count_key in op.count_keys:
+            pipe.pfcount(count_key)
+        if op.generation_keys:
+            pipe.mget(list(op.generation_keys))
 
 
 def _entry_replies(replies: list[Any], entry_commands: int) -> list[Any]:
@@ -98,11 +114,19 @@ def _entry_replies(replies: list[Any], entry_commands: int) -> list[Any]:
     ]
 
 
-def _read_result(op: ReadEntry | ReadEntries, replies: list[Any]) -> Any:
+def _read_result(op: ReadEntry | ReadEntries | ReadGenerations, replies: list[Any]) -> Any:
+    if isinstance(op, ReadGenerations):
+        return [generation_token(values) for values in _entry_replies(replies, len(replies))]
     if isinstance(op, ReadEntries):
         return [_fields(values) for values in _entry_replies(replies, len(replies))]
-    replies = _entry_replies(replies, 1)
-    return _fields(replies[0]), [int(count) for count in replies[1:]]
+    # the generation is no mere count: a failed MGET fails the read (never "no generation")
+    gens = 1 if op.generation_keys else 0
+    for reply in replies[len(replies) - gens :]:
+        if isinstance(reply, Exception):
+            raise reply
+    generation = generation_token(replies[-1]) if gens else None
+    replies = _entry_replies(replies[: len(replies) - gens], 1)
+    return _fields(replies[0]), [int(count) for count in replies[1:]], generation
 
 
 def _queue_writes(pipe: Any, op: WriteEntry | WriteBatch) -> int:
@@ -110,7 +134,11 @@ def _queue_writes(pipe: Any, op: WriteEntry | WriteBatch) -> int:
     one PFADD (and expiry, the last entry's) per entry count the writes touch. Returns how many
     commands the entries took (the rest update counts)."""
     counted: dict[str, tuple[list[str], int | None]] = {}
-    for write in op.writes if isinstance(op, WriteBatch) else (op,):
+    writes = op.writes if isinstance(op, WriteBatch) else (op,)
+    for write in writes:  # checked before anything is queued: Redis never rolls back
+        if write.ttl is not None and (type(write.ttl) is not int or write.ttl <= 0):
+            raise ConfigurationError(f"an entry's ttl must be whole seconds > 0: {write.ttl!r}")
+    for write in writes:
         pipe.delete(write.key)
         pipe.hset(write.key, mapping=write.mapping)
         if write.ttl:
@@ -125,6 +153,14 @@ def _queue_writes(pipe: Any, op: WriteEntry | WriteBatch) -> int:
         if ttl:
             pipe.expire(count_key, ttl)
     return entry_commands
+
+
+def _failed(replies: list[Any], entry_commands: int) -> bool:
+    return any(isinstance(reply, Exception) for reply in replies[:entry_commands])
+
+
+def _written_keys(op: WriteEntry | WriteBatch) -> list[str]:
+    return [write.key for write in (op.writes if isinstance(op, WriteBatch) else (op,))]
 
 
 def _missing_index(exc: BaseException) -> bool:
@@ -218,19 +254,24 @@ class SyncBackend:
 
     def _execute(self, op: Op, layout: IndexLayout) -> Any:
         client = self.client()
-        if isinstance(op, ReadEntry | ReadEntries):
+        if isinstance(op, ReadEntry | ReadEntries | ReadGenerations):
             with client.pipeline(transaction=False) as pipe:
                 _queue_reads(pipe, op)
                 return _read_result(op, pipe.execute(raise_on_error=False))
         if isinstance(op, DeleteMatching):
             return delete_matching(client, op.pattern)
+        if isinstance(op, BumpGeneration):
+            return client.incr(op.key)
         self.index(layout)  # created once; every op below needs it
         if isinstance(op, Search):
             return search_rows(client.execute_command(*op.args))  # type: ignore[no-untyped-call]
         if isinstance(op, WriteEntry | WriteBatch):
             with client.pipeline(transaction=True) as pipe:
                 entry_commands = _queue_writes(pipe, op)
-                _entry_replies(pipe.execute(raise_on_error=False), entry_commands)
+                replies = pipe.execute(raise_on_error=False)
+            if _failed(replies, entry_commands):  # no entry left half-written
+                client.delete(*_written_keys(op))
+            _entry_replies(replies, entry_commands)
             return None
         if isinstance(op, DeleteKeys):
             return client.delete(*op.keys)
@@ -265,57 +306,28 @@ class AsyncBackend:
         self._settings = settings
         self._client = client
         self._sync_client_given = sync_client_given
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopState] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._closed = False
-        self._lock = threading.RLock()  # loops of several threads add and drop their states
+        self._loops = LoopClients()
 
     def _state(self) -> LoopState:
         loop = asyncio.get_running_loop()
-        state = self._states.get(loop)
-        return state if state is not None else self._new_state(loop)
+        state = self._loops.get(loop)
+        return state if state is not None else self._loops.add(loop, self._new_client)
 
-    def _new_state(self, loop: asyncio.AbstractEventLoop) -> LoopState:
-        with self._lock:
-            if self._closed:
-                raise CacheClosedError("this cache is closed")
-            stale = self._take(lambda other: other.is_closed())
-            if self._client is not None:
-                client = self._client
-            elif self._sync_client_given and not self._settings.redis_url:
-                raise ConfigurationError(
-                    "redis_client= covers the sync API only: pass async_redis_client= or "
-                    "redis_url= for the async one"
-                )
-            else:
-                url = redis_url_for(self._settings)
-                client = connect(aredis.Redis, aredis.BlockingConnectionPool, self._settings, url)
-            state = LoopState(
-                client, owned=self._client is None, forget=partial(self._forget, loop)
+    def _new_client(self) -> tuple[aredis.Redis, bool]:
+        """A client for a new loop, and whether it is ours to close."""
+        if self._client is not None:
+            return self._client, False
+        if self._sync_client_given and not self._settings.redis_url:
+            raise ConfigurationError(
+                "redis_client= covers the sync API only: pass async_redis_client= or "
+                "redis_url= for the async one"
             )
-            self._states[loop] = state
-        for _, old in stale:  # loops closed without finalizing their async generators
-            old.abandon()
-        return state
-
-    def _take(
-        self, which: Callable[[asyncio.AbstractEventLoop], bool]
-    ) -> list[tuple[asyncio.AbstractEventLoop, LoopState]]:
-        """Remove and return the states of the loops ``which`` picks."""
-        with self._lock:
-            taken = [(loop, state) for loop, state in list(self._states.items()) if which(loop)]
-            for loop, _ in taken:
-                self._states.pop(loop, None)
-        return taken
-
-    def _forget(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            self._states.pop(loop, None)
+        url = redis_url_for(self._settings)
+        return connect(aredis.Redis, aredis.BlockingConnectionPool, self._settings, url), True
 
     def loops(self) -> int:
         """How many event loops hold a client of this backend (for tests and diagnostics)."""
-        return len(self._states)
+        return self._loops.count()
 
     async def index(self, layout: IndexLayout) -> AsyncSearchIndex:
         state = self._state()
@@ -349,20 +361,25 @@ class AsyncBackend:
 
     async def _execute(self, op: Op, layout: IndexLayout) -> Any:
         client = self._state().client
-        if isinstance(op, ReadEntry | ReadEntries):
+        if isinstance(op, ReadEntry | ReadEntries | ReadGenerations):
             async with client.pipeline(transaction=False) as pipe:
                 _queue_reads(pipe, op)
                 return _read_result(op, await pipe.execute(raise_on_error=False))
         if isinstance(op, DeleteMatching):
             keys = [key async for key in client.scan_iter(match=op.pattern, count=1000)]
             return await client.delete(*keys) if keys else 0
+        if isinstance(op, BumpGeneration):
+            return await client.incr(op.key)
         await self.index(layout)  # created once; every op below needs it
         if isinstance(op, Search):
             return search_rows(await client.execute_command(*op.args))  # type: ignore[no-untyped-call]
         if isinstance(op, WriteEntry | WriteBatch):
             async with client.pipeline(transaction=True) as pipe:
                 entry_commands = _queue_writes(pipe, op)
-                _entry_replies(await pipe.execute(raise_on_error=False), entry_commands)
+                replies = await pipe.execute(raise_on_error=False)
+            if _failed(replies, entry_commands):  # no entry left half-written
+                await client.delete(*_written_keys(op))
+            _entry_replies(replies, entry_commands)
             return None
         if isinstance(op, DeleteKeys):
             return await client.delete(*op.keys)
@@ -370,17 +387,9 @@ class AsyncBackend:
 
     async def aclose(self) -> None:
         """Close every client this backend made: the running loop's here, others as ``close``."""
-        running = asyncio.get_running_loop()
-        with self._lock:
-            self._closed = True
-        for _, state in self._take(lambda loop: loop is running):
-            await state.aclose()
-        self.close()
+        await self._loops.aclose()
 
     def close(self) -> None:
         """No use after this; each loop's client is closed on its loop if it runs, else its
         sockets are shut down."""
-        with self._lock:
-            self._closed = True
-        for loop, state in self._take(lambda loop: True):
-            state.close_from_outside(loop)
+        self._loops.close()

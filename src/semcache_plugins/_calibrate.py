@@ -1,5 +1,13 @@
 """Threshold calibration: sweep cosine thresholds over labelled pairs, pick the lowest safe one.
 
+"Safe" is a claim about traffic the pairs have not seen, so it is judged by a bound, not by the
+observed rate: at each threshold, the false-hit rate is bounded by the one-sided 95% upper
+confidence limit (exact binomial, Clopper-Pearson) of the false hits among the must-not-hit pairs.
+A threshold meets a target only when that bound is within it. With none of k negatives served
+the bound is 1 - 0.05**(1/k), about 3/k (the rule of three), so a target rate r needs at least
+:func:`negatives_needed` (about 3/r) must-not-hit pairs: 299 for 1%, 59 for 5%. :func:`calibrate`
+refuses fewer (:class:`CalibrationError`) before embedding anything, unless ``force``.
+
 The sweep (:func:`sweep`) is pure: it takes one :class:`ScoredPair` per labelled pair (cosine
 plus the guard verdict) so it is testable without the model. :func:`calibrate` does the I/O:
 batched embeddings and one guard check per pair.
@@ -12,8 +20,9 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from ._calibrate_bound import check_target, false_hit_bound, negatives_needed
 from ._embedder import Embedder
-from ._errors import ConfigurationError
+from ._errors import CalibrationError, ConfigurationError
 from ._guards import check_guards
 from ._scope import normalize_text
 
@@ -24,11 +33,26 @@ __all__ = [
     "ScoredPair",
     "calibrate",
     "calibration_pair",
+    "check_support",
     "sweep",
     "thresholds",
 ]
 
 _BATCH = 64
+
+
+def check_support(should_hit: int, must_not_hit: int, target_false_hit_rate: float) -> None:
+    """Raise :class:`CalibrationError` when the pair counts cannot support the target."""
+    needed = negatives_needed(target_false_hit_rate)
+    if must_not_hit < needed:
+        claim = false_hit_bound(0, must_not_hit)
+        raise CalibrationError(
+            f"{must_not_hit} must-not-hit pairs cannot show a false-hit rate <= "
+            f"{target_false_hit_rate:.2%}: even with none served, the 95% bound is {claim:.2%}; "
+            f"it takes at least {needed} must-not-hit pairs (rule of three: ~3/target)"
+        )
+    if should_hit == 0:
+        raise CalibrationError("no should-hit pairs: the hit rate a threshold keeps is unknown")
 
 
 def thresholds() -> list[float]:
@@ -65,11 +89,12 @@ class CalibrationRow:
     hit_rate: float  # true_hits / should-hit pairs
     false_hit_rate: float  # false_hits / must-not-hit pairs
     precision: float  # true_hits / served (1.0 when nothing is served)
+    false_hit_bound: float = 1.0  # 95% upper limit of the false-hit rate (see the module doc)
 
 
 @dataclass(frozen=True)
 class CalibrationResult:
-    """The chosen threshold, whether it meets the target, and the whole sweep."""
+    """The chosen threshold, whether it meets the target (its bound), and the whole sweep."""
 
     threshold: float
     target_false_hit_rate: float
@@ -78,6 +103,11 @@ class CalibrationResult:
     should_hit: int
     must_not_hit: int
     rows: list[CalibrationRow]
+
+    @property
+    def negatives_needed(self) -> int:
+        """Must-not-hit pairs needed to show the target at all (none of them served)."""
+        return negatives_needed(self.target_false_hit_rate)
 
     @property
     def chosen(self) -> CalibrationRow:
@@ -89,15 +119,16 @@ class CalibrationResult:
         lines = [
             f"pairs: {self.should_hit} should hit, {self.must_not_hit} must not hit; "
             f"guards {'on' if self.guards else 'off'}; "
-            f"target false-hit rate <= {self.target_false_hit_rate:.2%}",
-            f"  {'threshold':>9} {'hit rate':>9} {'false hits':>11} {'precision':>10}"
-            f" {'served':>7}",
+            f"target false-hit rate <= {self.target_false_hit_rate:.2%} (95% bound; needs >= "
+            f"{self.negatives_needed} must-not-hit pairs)",
+            f"  {'threshold':>9} {'hit rate':>9} {'false hits':>11} {'95% bound':>10}"
+            f" {'precision':>10} {'served':>7}",
         ]
         for row in self.rows:
             mark = "*" if row.threshold == self.threshold else " "
             lines.append(
                 f"{mark} {row.threshold:>9.2f} {row.hit_rate:>9.1%} {row.false_hit_rate:>11.1%}"
-                f" {row.precision:>10.1%} {row.served:>7}"
+                f" {row.false_hit_bound:>10.1%} {row.precision:>10.1%} {row.served:>7}"
             )
         verdict = "meets the target" if self.target_met else "does NOT meet the target"
         lines.append(f"chosen threshold: {self.threshold:.2f} ({verdict})")
@@ -111,13 +142,13 @@ def _rate(part: int, whole: int, empty: float = 0.0) -> float:
 def sweep(
     scored: Sequence[ScoredPair], target_false_hit_rate: float = 0.01, *, guards: bool = True
 ) -> CalibrationResult:
-    """Evaluate every threshold; choose the lowest whose false-hit rate is within the target.
+    """Evaluate every threshold; choose the lowest whose false-hit bound is within the target.
 
     A pair is served when its cosine is >= the threshold and (with ``guards``) the guards allow
-    it. When no threshold meets the target, the highest one is chosen and ``target_met`` is False.
+    it. When no threshold meets the target (too few must-not-hit pairs, or too many served), the
+    highest one is chosen and ``target_met`` is False.
     """
-    if not 0.0 <= target_false_hit_rate <= 1.0:
-        raise ConfigurationError("the target false-hit rate must be between 0 and 1")
+    check_target(target_false_hit_rate)
     positives = sum(1 for pair in scored if pair.should_hit)
     negatives = len(scored) - positives
     rows: list[CalibrationRow] = []
@@ -138,9 +169,10 @@ def sweep(
                 hit_rate=_rate(true_hits, positives),
                 false_hit_rate=_rate(false_hits, negatives),
                 precision=_rate(true_hits, len(served), empty=1.0),
+                false_hit_bound=false_hit_bound(false_hits, negatives),
             )
         )
-    safe = [row for row in rows if row.false_hit_rate <= target_false_hit_rate]
+    safe = [row for row in rows if row.false_hit_bound <= target_false_hit_rate]
     chosen = safe[0] if safe else rows[-1]
     return CalibrationResult(
         threshold=chosen.threshold,
@@ -212,14 +244,23 @@ def calibrate(
     guards: bool = True,
     embedder: Embedder | None = None,
     progress: Callable[[int], None] | None = None,
+    force: bool = False,
 ) -> CalibrationResult:
-    """Pick the lowest similarity threshold whose false-hit rate on ``pairs`` is within target.
+    """Pick the lowest similarity threshold whose false-hit bound on ``pairs`` is within target.
 
     ``pairs``: mappings or objects with ``cached``, ``query`` and ``should_hit``. ``progress``
-    is called with the number of pairs done after each batch.
+    is called with the number of pairs done after each batch. The target and the pair counts
+    are checked before anything is embedded: too few must-not-hit pairs for the target (see
+    :func:`negatives_needed`) or no should-hit pair raise :class:`CalibrationError`, unless
+    ``force`` (the result then says whether the target is met).
     """
+    check_target(target_false_hit_rate)
+    labelled = [calibration_pair(item) for item in pairs]
+    if not labelled:
+        raise CalibrationError("calibration needs labelled pairs")
+    positives = sum(pair.should_hit for pair in labelled)
+    if not force:
+        check_support(positives, len(labelled) - positives, target_false_hit_rate)
     model = embedder if embedder is not None else Embedder()
-    scored = score_pairs(pairs, embedder=model, guards=guards, progress=progress)
-    if not scored:
-        raise ConfigurationError("calibration needs at least one labelled pair")
+    scored = score_pairs(labelled, embedder=model, guards=guards, progress=progress)
     return sweep(scored, target_false_hit_rate, guards=guards)

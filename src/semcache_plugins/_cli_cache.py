@@ -1,4 +1,4 @@
-"""``semcache stats|invalidate|warm|indexes|calibrate``: operate a cache from the shell."""
+"""``semcache stats|invalidate|warm|indexes``: operate a cache from the shell."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from redis.commands.search import reducers
 from redis.commands.search.aggregation import AggregateRequest
 
 from ._backend import delete_matching
-from ._calibrate import calibrate, calibration_pair
-from ._cli_io import command, jsonl_records, progress_bar, with_redis, write_threshold
+from ._cli_io import check_redis_url, command, jsonl_records, progress_bar, with_redis
 from ._core import CacheCore
 from ._embedder import Embedder
 from ._errors import ConfigurationError, SemcacheError
-from ._index import count_pattern, index_version
+from ._generations import generation_pattern
+from ._index import IndexLayout, count_pattern, index_version
 from ._settings import CacheSettings
 from ._warm import WarmItem, warm_item
 from .embedded import resolve_redis_url, running_server
@@ -38,7 +38,7 @@ _NO_REDIS = (
 def _redis_url(args: argparse.Namespace) -> str:
     url = resolve_redis_url(args.redis_url)
     if url:
-        return url
+        return check_redis_url(url)
     server = running_server()
     if server is None:
         raise ConfigurationError(_NO_REDIS)
@@ -93,6 +93,7 @@ def drop_index(client: redis.Redis, name: str) -> int:
     count = _num_docs(client, name)
     client.ft(name).dropindex(delete_documents=True)
     delete_matching(client, count_pattern(name))
+    delete_matching(client, generation_pattern(name))
     return count
 
 
@@ -162,7 +163,9 @@ def _invalidate(args: argparse.Namespace) -> int:
                 name for name, version in versions.items() if version == args.embedding_version
             ]
             if not names:
-                raise ConfigurationError(f"no index {_prefix(args)}-{args.embedding_version}")
+                raise ConfigurationError(
+                    f"no index of embedding version {args.embedding_version} under {_prefix(args)}"
+                )
             removed = sum(drop_index(client, name) for name in names)
         print(f"removed {removed} entries (dropped index {', '.join(names)})")
         return 0
@@ -197,35 +200,20 @@ def _indexes(args: argparse.Namespace) -> int:
     prefix = _prefix(args)
     with _client(args) as client:
         current = Embedder.from_settings(CacheSettings()).fingerprint.digest
+        # an index of the current version but an older schema is old too: no longer read
+        live = {IndexLayout(prefix, current, 0, dtype).name for dtype in ("float32", "float16")}
         versions = index_versions(client, prefix)
         print(f"{'index':<40} {'version':<14} {'entries':>8}  current")
         for name, version in versions.items():
-            mark = "yes" if version == current else ""
+            mark = "yes" if name in live else ""
             print(f"{name:<40} {version:<14} {_num_docs(client, name):>8}  {mark}")
         if not versions:
             print(f"no indexes under {prefix} (current version {current})")
         if args.drop_old:
-            old = [name for name, version in versions.items() if version != current]
+            old = [name for name in versions if name not in live]
             for name in old:
                 print(f"dropping {name} ({drop_index(client, name)} entries)")
             print(f"dropped {len(old)} old index(es)")
-    return 0
-
-
-def _calibrate(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    pairs = jsonl_records(path, calibration_pair)
-    embedder = Embedder.from_settings(CacheSettings())
-    with progress_bar(len(pairs), "calibrate") as step:
-        result = calibrate(
-            pairs, args.target, guards=not args.no_guards, embedder=embedder, progress=step
-        )
-    print(result.table())
-    if args.write_settings:
-        write_threshold(Path(args.write_settings), result.threshold)
-        print(
-            f"wrote SEMCACHE_SIMILARITY_THRESHOLD={result.threshold:.2f} to {args.write_settings}"
-        )
     return 0
 
 
@@ -233,7 +221,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def register(groups: Any) -> None:
-    """Add ``stats``, ``invalidate``, ``warm``, ``indexes`` and ``calibrate``."""
+    """Add ``stats``, ``invalidate``, ``warm`` and ``indexes``."""
     stats = with_redis(
         command(
             groups,
@@ -289,16 +277,3 @@ def register(groups: Any) -> None:
         "--drop-old", action="store_true", help="drop the non-current indexes and their entries"
     )
     indexes.set_defaults(handler=_indexes)
-
-    cal = command(
-        groups,
-        "calibrate",
-        "choose a similarity threshold from labelled pairs",
-        'Each line: {"cached": ..., "query": ..., "should_hit": true|false}. Sweeps thresholds '
-        "0.50..0.99 and picks the lowest whose false-hit rate is within the target.",
-    )
-    cal.add_argument("file", metavar="FILE.jsonl")
-    cal.add_argument("--target", type=float, default=0.01, help="max false-hit rate (0.01)")
-    cal.add_argument("--no-guards", action="store_true", help="calibrate without the guards")
-    cal.add_argument("--write-settings", metavar="PATH", help="set the threshold in a .env file")
-    cal.set_defaults(handler=_calibrate)

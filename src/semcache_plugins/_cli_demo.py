@@ -25,6 +25,7 @@ import redis
 
 from ._backend import delete_matching
 from ._cli_cache import drop_index
+from ._cli_io import check_redis_url
 from ._core import CacheCore
 from ._errors import ConfigurationError, SemcacheError
 from ._fake_llm import FakeLLM
@@ -248,7 +249,7 @@ def _drop_demo_data(redis_url: str, prefix: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     url = args.redis_url or resolve_redis_url()
     if url:
-        run_demo(url)
+        run_demo(check_redis_url(url))
         return 0
     with EmbeddedRedis() as server:
         print(f"started embedded Redis at {server.url}")

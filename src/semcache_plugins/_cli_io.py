@@ -11,9 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from redis.connection import parse_url
+
 from ._errors import ConfigurationError
 
 __all__ = [
+    "check_redis_url",
     "command",
     "jsonl_records",
     "progress_bar",
@@ -23,6 +26,15 @@ __all__ = [
 ]
 
 _THRESHOLD_LINE = re.compile(r"^\s*(export\s+)?SEMCACHE_SIMILARITY_THRESHOLD\s*=")
+
+
+def check_redis_url(url: str) -> str:
+    """``url`` if redis-py can parse it, else a one-line ``ConfigurationError`` naming it."""
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid Redis URL {url!r}: {exc}") from exc
+    return url
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:

@@ -18,7 +18,9 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import AsyncGenerator, Callable
+from functools import partial
 from typing import Any
 
 import redis
@@ -28,9 +30,10 @@ from redis.connection import parse_url
 from redis.retry import Retry
 from redisvl.index import AsyncSearchIndex
 
+from ._errors import CacheClosedError
 from ._settings import CacheSettings
 
-__all__ = ["DeadlineCut", "LoopState", "connect", "deadline", "time_left"]
+__all__ = ["DeadlineCut", "LoopClients", "LoopState", "connect", "deadline", "time_left"]
 
 # A reply is awaited at least this long, however little time is left to the deadline.
 _MIN_WAIT = 0.01
@@ -210,3 +213,68 @@ class LoopState:
 
 
 _pending: set[asyncio.Task[None]] = set()
+
+
+class LoopClients:
+    """The per-loop states of one backend; loops of several threads add and drop theirs."""
+
+    def __init__(self) -> None:
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.RLock()
+        self._closed = False
+
+    def get(self, loop: asyncio.AbstractEventLoop) -> LoopState | None:
+        return self._states.get(loop)
+
+    def count(self) -> int:
+        return len(self._states)
+
+    def add(
+        self, loop: asyncio.AbstractEventLoop, new_client: Callable[[], tuple[aredis.Redis, bool]]
+    ) -> LoopState:
+        """A state for ``loop`` with a client from ``new_client`` (client, ours to close)."""
+        with self._lock:
+            if self._closed:
+                raise CacheClosedError("this cache is closed")
+            state = self._states.get(loop)
+            if state is not None:
+                return state
+            stale = self._take(lambda other: other.is_closed())
+            client, owned = new_client()
+            state = LoopState(client, owned=owned, forget=partial(self._forget, loop))
+            self._states[loop] = state
+        for _, old in stale:  # loops closed without finalizing their async generators
+            old.abandon()
+        return state
+
+    def _take(
+        self, which: Callable[[asyncio.AbstractEventLoop], bool]
+    ) -> list[tuple[asyncio.AbstractEventLoop, LoopState]]:
+        """Remove and return the states of the loops ``which`` picks."""
+        with self._lock:
+            taken = [(loop, state) for loop, state in list(self._states.items()) if which(loop)]
+            for loop, _ in taken:
+                self._states.pop(loop, None)
+        return taken
+
+    def _forget(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._states.pop(loop, None)
+
+    async def aclose(self) -> None:
+        """No new state from now on; the running loop's client closes here, others as in
+        :meth:`close`."""
+        running = asyncio.get_running_loop()
+        with self._lock:
+            self._closed = True
+        for _, state in self._take(lambda loop: loop is running):
+            await state.aclose()
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        for loop, state in self._take(lambda loop: True):
+            state.close_from_outside(loop)

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from ._backend import AsyncBackend, SyncBackend
@@ -23,10 +24,13 @@ from ._flows import (
     lookup_flow,
     store_flow,
 )
+from ._generations import GenerationMemo
 from ._index import IndexLayout
-from ._scope import RequestPlan, model_hash, plan_request, system_prompt_hash
-from ._settings import CacheSettings
+from ._invalidation import invalidation_filter
+from ._scope import RequestPlan, plan_request
+from ._settings import CacheSettings, validate_namespace
 from ._stats import BreakerOpenError, CacheObserver, CacheStats, CircuitBreaker
+from ._ttl import entry_ttl
 from ._types import CacheHit
 from ._warm import WarmItem, store_many
 
@@ -93,6 +97,7 @@ class CacheCore(CoreDrivers):
                         signing_key=key.encode() if key else None,
                         max_response_bytes=self.settings.max_response_bytes,
                         agreement_margin=self.settings.agreement_margin,
+                        generations=GenerationMemo(),
                     )
         return self._config
 
@@ -109,9 +114,9 @@ class CacheCore(CoreDrivers):
     def _plan(
         self, messages: Any, model: str, params: Mapping[str, Any] | None, namespace: str | None
     ) -> RequestPlan:
-        return plan_request(
-            messages, model=model, params=params, namespace=namespace or self.settings.namespace
-        )
+        # a per-call namespace passes the settings' validator: "" is an error, not the default
+        namespace = self.settings.namespace if namespace is None else validate_namespace(namespace)
+        return plan_request(messages, model=model, params=params, namespace=namespace)
 
     def _planned(
         self,
@@ -142,7 +147,7 @@ class CacheCore(CoreDrivers):
             config,
             plan,
             response,
-            ttl=ttl or self.settings.ttl,
+            ttl=ttl,
             exact_only=exact_only,
             vector=vector,
         )
@@ -240,16 +245,18 @@ class CacheCore(CoreDrivers):
         response: Any,
         model: str,
         params: Mapping[str, Any] | None = None,
-        ttl: int | None = None,
+        ttl: float | timedelta | None = None,
         *,
         namespace: str | None = None,
         exact_only: bool = False,
     ) -> str | None:
-        """Cache ``response`` (any JSON value) for this request; returns the entry id or None."""
+        """Cache ``response`` (any JSON value); returns the entry id or None. ``ttl``: seconds
+        (``_ttl.validate_ttl``; 0 = do not store), checked before anything is written."""
+        seconds = entry_ttl(ttl, self.settings.ttl)
         plan = self._planned(messages, model, params, namespace)
         if plan is None:
             return None
-        flow = self._store_flow(self.config, plan, response, ttl, exact_only)
+        flow = self._store_flow(self.config, plan, response, seconds, exact_only)
         try:
             return self._stored(self._run(flow))
         except BreakerOpenError:
@@ -261,17 +268,18 @@ class CacheCore(CoreDrivers):
         response: Any,
         model: str,
         params: Mapping[str, Any] | None = None,
-        ttl: int | None = None,
+        ttl: float | timedelta | None = None,
         *,
         namespace: str | None = None,
         exact_only: bool = False,
     ) -> str | None:
         """Async twin of :meth:`store`; under overload (embedding queue longer than
         ``lookup_timeout``) the store is skipped rather than queued."""
+        seconds = entry_ttl(ttl, self.settings.ttl)
         plan = self._planned(messages, model, params, namespace)
         if plan is None:
             return None
-        flow = self._store_flow(await self._aconfig(), plan, response, ttl, exact_only)
+        flow = self._store_flow(await self._aconfig(), plan, response, seconds, exact_only)
         try:
             result = await self._arun(flow, time.perf_counter() + self.settings.lookup_timeout)
         except Overloaded:
@@ -294,12 +302,8 @@ class CacheCore(CoreDrivers):
     def _invalidation(
         self, system_prompt: str | Sequence[str] | None, model: str | None, namespace: str | None
     ) -> Flow:
-        return invalidate_flow(
-            self.config,
-            namespace=namespace,
-            system=None if system_prompt is None else system_prompt_hash(system_prompt),
-            model=None if model is None else model_hash(model),
-        )
+        """The invalidation flow, its filters checked first (:func:`invalidation_filter`)."""
+        return invalidate_flow(self.config, **invalidation_filter(system_prompt, model, namespace))
 
     def invalidate(
         self,
@@ -308,9 +312,9 @@ class CacheCore(CoreDrivers):
         model: str | None = None,
         namespace: str | None = None,
     ) -> int:
-        """Remove entries matching every given part (all namespaces unless one is given)."""
-        if system_prompt is None and model is None and namespace is None:
-            raise ValueError("invalidate() needs system_prompt=, model= or namespace=")
+        """Remove entries matching every given part (all namespaces unless one is given); from
+        then on no matching entry is served, even one stored later for an earlier lookup.
+        Raises ``ConfigurationError`` without a filter or with an empty or invalid one."""
         return int(self._run(self._invalidation(system_prompt, model, namespace)))
 
     async def ainvalidate(
@@ -321,8 +325,6 @@ class CacheCore(CoreDrivers):
         namespace: str | None = None,
     ) -> int:
         """Async twin of :meth:`invalidate`."""
-        if system_prompt is None and model is None and namespace is None:
-            raise ValueError("ainvalidate() needs system_prompt=, model= or namespace=")
         return int(await self._arun(self._invalidation(system_prompt, model, namespace)))
 
     def clear(self) -> int:

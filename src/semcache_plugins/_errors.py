@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "BackendError",
     "CacheClosedError",
+    "CalibrationError",
     "ConfigurationError",
     "EmbeddedRedisError",
     "EmbeddingError",
@@ -22,8 +23,12 @@ class SemcacheError(Exception):
     """Base class of every error raised by semcache-plugins."""
 
 
-class ConfigurationError(SemcacheError):
-    """A setting or argument is invalid."""
+class ConfigurationError(SemcacheError, ValueError):
+    """A setting or argument is invalid (also a ``ValueError``, as pydantic's errors were)."""
+
+
+class CalibrationError(ConfigurationError):
+    """The labelled pairs cannot justify a threshold for the target asked (too few of them)."""
 
 
 class ModelError(SemcacheError):

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import SerializationError
+from ._errors import ConfigurationError, SerializationError
+from ._generations import GenerationMemo, generation_key, plan_generation_keys, servable
 from ._index import (
     IndexLayout,
     count_pattern,
@@ -23,12 +24,21 @@ from ._index import (
     hybrid_policy,
     ids_command,
     knn_command,
+    namespace_hash,
 )
-from ._records import StoredRecord, decode_record, encode_response, record_signature
+from ._records import (
+    StoredRecord,
+    decode_record,
+    encode_response,
+    record_mapping,
+    vector_digest,
+)
 from ._scope import RequestPlan
+from ._ttl import validate_max_age
 from ._types import CacheHit
 
 __all__ = [
+    "BumpGeneration",
     "DeleteKeys",
     "DeleteMatching",
     "EmbedQuery",
@@ -38,6 +48,7 @@ __all__ = [
     "Op",
     "ReadEntries",
     "ReadEntry",
+    "ReadGenerations",
     "Search",
     "WriteBatch",
     "WriteEntry",
@@ -52,18 +63,34 @@ logger = logging.getLogger("semcache_plugins")
 
 @dataclass(frozen=True)
 class ReadEntry:
-    """HMGET the record fields of one key and PFCOUNT each of ``count_keys``, in one round
-    trip; result: (dict of fields or None if absent, list of the counts)."""
+    """HMGET one key's record, PFCOUNT ``count_keys``, MGET ``generation_keys``: one round
+    trip; result: (fields or None if absent, the counts, generation token or None)."""
 
     key: str
     count_keys: tuple[str, ...] = ()
+    generation_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ReadEntries:
-    """HMGET the record fields of several keys in one round trip; result: list of ReadEntry's."""
+    """HMGET the record fields (+ vector) of several keys in one round trip; result: list."""
 
     keys: tuple[str, ...]
+    with_vector: bool = False
+
+
+@dataclass(frozen=True)
+class ReadGenerations:
+    """MGET each group of generation keys, in one round trip; result: list of tokens."""
+
+    groups: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class BumpGeneration:
+    """INCR an invalidation's generation counter (never expires); result: its new value."""
+
+    key: str
 
 
 @dataclass(frozen=True)
@@ -123,6 +150,8 @@ class DeleteMatching:
 Op = (
     ReadEntry
     | ReadEntries
+    | ReadGenerations
+    | BumpGeneration
     | EmbedQuery
     | Search
     | GuardCheck
@@ -144,6 +173,7 @@ class FlowConfig:
     signing_key: bytes | None
     max_response_bytes: int
     agreement_margin: float = 0.0  # with guards: neighbours this close must agree (0 = off)
+    generations: GenerationMemo | None = None  # lookup -> store hand-over (see _generations)
 
 
 @dataclass(frozen=True)
@@ -181,12 +211,17 @@ def _in_scope(
     plan: RequestPlan,
     close: list[tuple[float, str]],
     found: list[dict[str, Any] | None],
+    generation: str | None = None,
+    now: float = 0.0,
+    semantic_tool_calls: bool = False,
 ) -> list[tuple[float, StoredRecord]]:
-    """The records read back for ``close``, decoded and checked (scope, signature)."""
+    """The records read back for ``close`` that are ``servable`` (tool calls if allowed)."""
     candidates = []
     for (similarity, key), fields in zip(close, found, strict=True):
         record = None if fields is None else _read(config, fields, key.rsplit(":", 1)[-1])
-        if record is not None and record.scope == plan.scope:
+        if record is None or (record.has_tool_calls and not semantic_tool_calls):
+            continue
+        if servable(record, plan, generation, now):
             candidates.append((similarity, record))
     return candidates
 
@@ -217,15 +252,18 @@ def lookup_flow(
 ) -> Generator[Op, Any, LookupResult]:
     """Exact tier by key, then KNN with the scope pre-filter, threshold and guards."""
     now = time.time() if now is None else now
-    min_created = None if max_age is None else now - max_age
+    min_created = None if max_age is None else now - validate_max_age(max_age)
     layout = config.layout
     counts = (layout.count_key(plan.scope), layout.count_key()) if plan.semantic else ()
-    fields, sizes = yield ReadEntry(layout.key(plan.entry_id), counts)
+    gens = plan_generation_keys(layout, plan)
+    fields, sizes, generation = yield ReadEntry(layout.key(plan.entry_id), counts, gens)
+    if config.generations is not None and generation is not None:
+        config.generations.remember(plan.entry_id, generation)  # for the store that follows
     if fields is not None:
         record = _read(config, fields, plan.entry_id)
         if (
             record is not None
-            and record.scope == plan.scope
+            and servable(record, plan, generation, now)
             and (min_created is None or record.created_at >= min_created)
         ):
             hit = CacheHit(
@@ -249,8 +287,8 @@ def lookup_flow(
     close = _close_ids(config, rows)  # a miss (the usual case) stops here: no records read
     if not close:
         return LookupResult(None, "misses", vector)
-    found = yield ReadEntries(tuple(key for _, key in close))
-    candidates = _in_scope(config, plan, close, found)
+    found = yield ReadEntries(tuple(key for _, key in close), config.signing_key is not None)
+    candidates = _in_scope(config, plan, close, found, generation, now, semantic_tool_calls)
     for index, (similarity, record) in enumerate(candidates):
         if similarity < config.threshold:
             break  # candidates come nearest first
@@ -280,8 +318,14 @@ def store_flow(
     exact_only: bool = False,
     vector: np.ndarray | None = None,
     now: float | None = None,
+    generation: str | None = None,
 ) -> Generator[Op, Any, str | None]:
-    """Write one entry (exact key + vector in the same hash); returns its id, None if skipped."""
+    """Write one entry (key + vector in one hash): its id, or None if not stored (``ttl=0``).
+    It carries the generation its lookup saw (given, else the memo's, else the current one)."""
+    if ttl is not None and (type(ttl) is not int or ttl < 0):
+        raise ConfigurationError(f"store_flow needs whole seconds >= 0 or None, not {ttl!r}")
+    if ttl == 0:
+        return None
     try:
         payload = encode_response(response, max_bytes=config.max_response_bytes)
     except SerializationError as exc:
@@ -289,37 +333,34 @@ def store_flow(
             logger.debug("semcache: not storing %s: %s", plan.entry_id, exc)
             return None
         raise
+    layout = config.layout
+    if generation is None and config.generations is not None:
+        generation = config.generations.get(plan.entry_id)
+    if generation is None:
+        generation = (yield ReadGenerations((plan_generation_keys(layout, plan),)))[0]
     if plan.semantic and vector is None:
         vector = yield EmbedQuery(plan.text)
         if vector is None:
             return None
-    created = f"{time.time() if now is None else now:.6f}"
-    prompt = plan.text.encode("utf-8", "surrogatepass")
-    mapping: dict[str, bytes | str] = {
+    created_at = time.time() if now is None else now
+    vector_bytes = layout.vector_bytes(vector) if plan.semantic and vector is not None else None
+    fields = {
         "scope": plan.scope,
+        "ns": namespace_hash(plan.namespace),
         "namespace": plan.namespace,
         "system": plan.system_hash,
         "model": plan.model_hash,
-        "version": config.layout.version,
+        "version": layout.version,
         "tools": "1" if exact_only else "0",
-        "created_at": created,
-        "prompt": prompt,
+        "created_at": f"{created_at:.6f}",
+        "expires_at": "" if ttl is None else f"{created_at + ttl:.6f}",
+        "gen": str(generation),
+        "vec": vector_digest(vector_bytes),
+        "prompt": plan.text,
         "payload": payload,
     }
-    if config.signing_key is not None:
-        mapping["sig"] = record_signature(
-            config.signing_key,
-            entry_id=plan.entry_id,
-            scope=plan.scope,
-            prompt=plan.text,
-            payload=payload,
-            created_at=created,
-        )
-    layout = config.layout
-    counts: tuple[str, ...] = ()
-    if plan.semantic and vector is not None:
-        mapping["embedding"] = layout.vector_bytes(vector)
-        counts = (layout.count_key(plan.scope), layout.count_key())
+    mapping = record_mapping(fields, plan.entry_id, config.signing_key, vector_bytes)
+    counts = (layout.count_key(plan.scope), layout.count_key()) if vector_bytes else ()
     yield WriteEntry(layout.key(plan.entry_id), mapping, ttl, counts)
     return plan.entry_id
 
@@ -331,10 +372,15 @@ def invalidate_flow(
     system: str | None = None,
     model: str | None = None,
 ) -> Generator[Op, Any, int]:
-    """Delete every entry of this index that matches the given scope parts; returns the count.
-
-    The entry counts of the index restart from zero (they cannot tell which scopes lost
-    entries): until a scope has grown again, RediSearch picks its KNN strategy itself."""
+    """Delete every entry of this index that matches the given scope parts (``namespace`` raw,
+    the others hashes); returns the count. The filter's generation is bumped first: no
+    matching entry is served after, even one stored later for an earlier lookup. The entry
+    counts of the index restart from zero: until a scope has grown again, RediSearch picks
+    its KNN strategy itself."""
+    if namespace is None and system is None and model is None:
+        raise ConfigurationError("invalidation needs a filter")
+    ns = None if namespace is None else namespace_hash(namespace)
+    yield BumpGeneration(generation_key(config.layout, namespace=ns, system=system, model=model))
     scope = entry_filter(config.layout, namespace=namespace, system=system, model=model)
     query = Search(ids_command(config.layout, scope))
     removed = 0

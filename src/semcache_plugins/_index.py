@@ -3,17 +3,25 @@
 One cache entry is one Redis hash. Its key is derived from the exact-tier hash, so an exact
 repeat is a single ``HMGET`` and the exact and semantic records of an entry are the same key:
 they always expire together. The index name and key prefix carry the embedding fingerprint,
-so a different model, pooling or quantization never reads another's vectors.
+so a different model, pooling or quantization never reads another's vectors, and the schema
+version (``SCHEMA_TAG``), so a changed schema starts a new index instead of reusing an old one.
+
+Every filter compares hex hashes (scope, namespace, system prompt, model): TAG matching is
+case-insensitive, splits on commas and treats an empty value as "anything", so no raw user
+text is ever matched. The raw ``namespace`` TAG is kept only for ``semcache stats``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from redisvl.query.filter import FilterExpression, Num, Tag
+
+from ._errors import ConfigurationError
 
 __all__ = [
     "RECORD_FIELDS",
@@ -25,12 +33,29 @@ __all__ = [
     "ids_command",
     "index_version",
     "knn_command",
+    "namespace_hash",
     "search_rows",
 ]
 
 VECTOR_FIELD = "embedding"
-# Fields read back on a hit (never the vector).
-RECORD_FIELDS = ("scope", "prompt", "payload", "created_at", "tools", "sig")
+# Fields read back on a hit (the vector only for semantic candidates of a signed cache).
+RECORD_FIELDS = (
+    "scope",
+    "prompt",
+    "payload",
+    "created_at",
+    "tools",
+    "sig",
+    "ns",
+    "system",
+    "model",
+    "version",
+    "namespace",
+    "gen",
+    "expires_at",
+    "vec",
+)
+_SCHEMA_TAG = "s2."  # schema 2: namespace hash TAG ("ns"), generations; 1 had no tag
 KNN_CANDIDATES = 4
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
@@ -52,9 +77,11 @@ class IndexLayout:
 
     @property
     def _tag(self) -> str:
-        # float16 vectors live in their own index; no float32 index prefix ("{prefix}:{hex}")
-        # matches a float16 key ("{prefix}:f16.{hex}").
-        return self.version if self.dtype == "float32" else f"{_FLOAT16_TAG}{self.version}"
+        # float16 vectors live in their own index; no float32 index prefix ("{prefix}:s2.{hex}")
+        # matches a float16 key ("{prefix}:s2.f16.{hex}"), nor a schema-1 prefix
+        # ("{prefix}:{hex}", "{prefix}:f16.{hex}") a schema-2 key.
+        dtype = "" if self.dtype == "float32" else _FLOAT16_TAG
+        return f"{_SCHEMA_TAG}{dtype}{self.version}"
 
     @property
     def name(self) -> str:
@@ -80,7 +107,7 @@ class IndexLayout:
 
     def schema(self) -> dict[str, Any]:
         """The RedisVL schema dict: TAG scope fields, creation time, and an HNSW cosine vector."""
-        tags = ("scope", "namespace", "system", "model", "version", "tools")
+        tags = ("scope", "ns", "namespace", "system", "model", "version", "tools")
         return {
             "index": {
                 "name": self.name,
@@ -107,16 +134,21 @@ class IndexLayout:
         }
 
 
+def namespace_hash(namespace: str) -> str:
+    """The TAG value of a namespace: exact and case-preserving (TAG matching is neither)."""
+    return hashlib.sha256(namespace.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def count_pattern(index_name: str) -> str:
     """The glob matching every entry count of an index (see ``IndexLayout.count_key``)."""
     return f"{index_name}:n*"
 
 
 def index_version(index_prefix: str, name: str) -> str | None:
-    """The embedding version of the cache index ``name`` (float32 or float16) under
-    ``index_prefix``, or None when ``name`` is not one of its indexes."""
-    tag = re.escape(_FLOAT16_TAG)
-    match = re.fullmatch(f"{re.escape(index_prefix)}-(?:{tag})?([^-.]+)", name)
+    """The embedding version of the cache index ``name`` (float32 or float16, this schema or
+    the first) under ``index_prefix``, or None when ``name`` is not one of its indexes."""
+    schema, f16 = re.escape(_SCHEMA_TAG), re.escape(_FLOAT16_TAG)
+    match = re.fullmatch(f"{re.escape(index_prefix)}-(?:{schema})?(?:{f16})?([^-.]+)", name)
     return match.group(1) if match else None
 
 
@@ -130,15 +162,20 @@ def entry_filter(
     min_created_at: float | None = None,
     exclude_tool_calls: bool = False,
 ) -> FilterExpression:
-    """The TAG/numeric pre-filter for a query: always the embedding version, plus what is given."""
+    """The TAG/numeric pre-filter for a query: always the embedding version, plus what is given.
+
+    ``namespace`` is the raw name (matched by its hash); the others are hashes already. An
+    empty value is refused: RedisVL would turn it into "match everything"."""
     expr: FilterExpression = Tag("version") == layout.version
     for field, value in (
         ("scope", scope),
-        ("namespace", namespace),
+        ("ns", None if namespace is None else namespace_hash(namespace)),
         ("system", system),
         ("model", model),
     ):
         if value is not None:
+            if not re.fullmatch("[0-9a-f]{1,64}", value):
+                raise ConfigurationError(f"{field} filter must be a hex hash, not {value!r}")
             expr = expr & (Tag(field) == value)
     if min_created_at is not None:
         expr = expr & (Num("created_at") >= min_created_at)

@@ -14,10 +14,13 @@ from ._errors import SerializationError
 
 __all__ = [
     "RECORD_VERSION",
+    "SIGNED_FIELDS",
     "StoredRecord",
     "decode_record",
     "encode_response",
+    "record_mapping",
     "record_signature",
+    "vector_digest",
 ]
 
 RECORD_VERSION = 1
@@ -41,12 +44,54 @@ def encode_response(response: Any, *, max_bytes: int) -> str:
     return body
 
 
-def record_signature(
-    key: bytes, *, entry_id: str, scope: str, prompt: str, payload: str, created_at: str
-) -> str:
-    """HMAC-SHA256 over every field that decides what is served, and for which request."""
-    message = "\x1f".join((entry_id, scope, prompt, payload, created_at))
-    return hmac.new(key, message.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+# Every stored field that decides what is served, for which request, until when, and what
+# invalidation finds: scope and tags, tool-call flag, times, generation, vector digest, text.
+SIGNED_FIELDS = (
+    "scope",
+    "ns",
+    "namespace",
+    "system",
+    "model",
+    "version",
+    "tools",
+    "created_at",
+    "expires_at",
+    "gen",
+    "vec",
+    "prompt",
+    "payload",
+)
+_SIGNATURE_LABEL = "semcache-record-2"
+
+
+def vector_digest(vector: bytes | None) -> str:
+    """The signed digest of a stored vector ("" for an entry without one)."""
+    return hashlib.sha256(vector).hexdigest()[:32] if vector else ""
+
+
+def record_signature(key: bytes, *, entry_id: str, fields: Mapping[str, str]) -> str:
+    """HMAC-SHA256 over the entry id and every field of ``SIGNED_FIELDS`` (a JSON array, so
+    no field can borrow another's bytes)."""
+    message = json.dumps(
+        [_SIGNATURE_LABEL, entry_id, *(fields[name] for name in SIGNED_FIELDS)],
+        ensure_ascii=True,
+        separators=(",", ":"),
+    )
+    return hmac.new(key, message.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def record_mapping(
+    fields: Mapping[str, str], entry_id: str, signing_key: bytes | None, vector: bytes | None
+) -> dict[str, bytes | str]:
+    """The hash to store: ``fields`` (every one of ``SIGNED_FIELDS``), their signature and
+    the vector (prompt as bytes: lone surrogates kept)."""
+    mapping: dict[str, bytes | str] = {**fields}
+    mapping["prompt"] = fields["prompt"].encode("utf-8", "surrogatepass")
+    if signing_key is not None:
+        mapping["sig"] = record_signature(signing_key, entry_id=entry_id, fields=fields)
+    if vector:
+        mapping["embedding"] = vector
+    return mapping
 
 
 @dataclass(frozen=True)
@@ -59,6 +104,11 @@ class StoredRecord:
     response: Any
     created_at: float
     has_tool_calls: bool
+    namespace_hash: str = ""
+    system_hash: str = ""
+    model_hash: str = ""
+    generation: str = ""
+    expires_at: float | None = None
 
 
 def _text(fields: Mapping[str, Any], name: str) -> str:
@@ -70,45 +120,54 @@ def _text(fields: Mapping[str, Any], name: str) -> str:
     raise SerializationError(f"record field {name!r} is missing")
 
 
+def _time(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("time is not finite")
+    return value
+
+
 def decode_record(
     fields: Mapping[str, Any], *, entry_id: str, signing_key: bytes | None
 ) -> StoredRecord:
-    """Check and decode a stored hash; a corrupt, foreign or forged one is a SerializationError."""
+    """Check and decode a stored hash; a corrupt, foreign or forged one is a SerializationError.
+
+    When ``fields`` holds the vector (``embedding``, read for semantic candidates), it must
+    match the stored digest, which the signature covers."""
     try:
-        scope = _text(fields, "scope")
-        prompt = _text(fields, "prompt")
-        payload = _text(fields, "payload")
-        created_raw = _text(fields, "created_at")
-        created_at = float(created_raw)
-        if not math.isfinite(created_at):
-            raise ValueError("created_at is not finite")
+        text = {name: _text(fields, name) for name in SIGNED_FIELDS}
+        created_at = _time(text["created_at"])
+        expires_at = _time(text["expires_at"]) if text["expires_at"] else None
     except (ValueError, UnicodeDecodeError) as exc:
         raise SerializationError(f"record {entry_id} is unreadable") from exc
     if signing_key is not None:
-        expected = record_signature(
-            signing_key,
-            entry_id=entry_id,
-            scope=scope,
-            prompt=prompt,
-            payload=payload,
-            created_at=created_raw,
-        )
+        expected = record_signature(signing_key, entry_id=entry_id, fields=text)
         given = fields.get("sig")
         given_text = given.decode("ascii", "replace") if isinstance(given, bytes) else given
         if not isinstance(given_text, str) or not hmac.compare_digest(expected, given_text):
             raise SerializationError(f"record {entry_id} failed signature verification")
+    if "embedding" in fields:
+        vector = fields["embedding"]
+        if vector_digest(vector if isinstance(vector, bytes) else None) != text["vec"]:
+            raise SerializationError(f"record {entry_id} holds a vector it was not stored with")
     try:
-        doc = json.loads(payload)
+        doc = json.loads(text["payload"])
     except (ValueError, RecursionError) as exc:
         raise SerializationError(f"record {entry_id} holds invalid JSON") from exc
     if not isinstance(doc, dict) or doc.get("v") != RECORD_VERSION or "response" not in doc:
         raise SerializationError(f"record {entry_id} has an unknown shape or version")
-    tools_raw = fields.get("tools", b"0")
+    if text["tools"] not in ("0", "1"):
+        raise SerializationError(f"record {entry_id} has an unknown tool-call flag")
     return StoredRecord(
         entry_id=entry_id,
-        scope=scope,
-        prompt=prompt,
+        scope=text["scope"],
+        prompt=text["prompt"],
         response=doc["response"],
         created_at=created_at,
-        has_tool_calls=tools_raw in (b"1", "1"),
+        has_tool_calls=text["tools"] == "1",
+        namespace_hash=text["ns"],
+        system_hash=text["system"],
+        model_hash=text["model"],
+        generation=text["gen"],
+        expires_at=expires_at,
     )

@@ -3,17 +3,47 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ._errors import ConfigurationError
 from ._guards import DEFAULT_SIMILARITY_THRESHOLD
 from ._paths import cache_dir
+from ._ttl import validate_ttl
 
-__all__ = ["DEFAULT_EMBEDDING_MODEL", "CacheSettings"]
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "CacheSettings", "validate_namespace"]
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_SEPARATORS = "{}|,:*\"' \t\n"
+NAMESPACE_MAX_LENGTH = 128
+
+
+def validate_namespace(value: object) -> str:
+    """A namespace (tenant) as settings and per-call arguments both accept it: 1-128
+    characters, no TAG separators, quotes, wildcards or whitespace. ``ConfigurationError``
+    otherwise (never silently the default: an empty namespace is a mistake, not "all")."""
+    if not isinstance(value, str):
+        raise ConfigurationError(f"namespace must be a string, not {type(value).__name__}")
+    if not 1 <= len(value) <= NAMESPACE_MAX_LENGTH:
+        raise ConfigurationError(
+            f"namespace must be 1-{NAMESPACE_MAX_LENGTH} characters, not {len(value)}"
+        )
+    if any(ch in value for ch in _SEPARATORS) or not value.isprintable():
+        raise ConfigurationError(
+            f"namespace {value!r} must not contain separators, quotes, wildcards or whitespace"
+        )
+    return value
+
+
+def _describe(exc: ValidationError) -> str:
+    """The errors of a settings validation, without the input values (they may be secrets)."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        parts.append(f"{field}: {error['msg']}")
+    return "invalid cache settings: " + "; ".join(parts)
 
 
 class CacheSettings(BaseSettings):
@@ -33,8 +63,11 @@ class CacheSettings(BaseSettings):
         repr=False,  # may carry a password
     )
     similarity_threshold: float = Field(default=DEFAULT_SIMILARITY_THRESHOLD, ge=0.0, le=1.0)
-    ttl: int | None = Field(default=None, gt=0, description="Seconds until entries expire.")
-    namespace: str = Field(default="default", min_length=1, max_length=128)
+    ttl: int | None = Field(
+        default=None,
+        description="Seconds until entries expire (floats rounded up); None or 0: no expiry.",
+    )
+    namespace: str = Field(default="default")
     index_prefix: str = Field(default="semcache", min_length=1, max_length=64)
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     model_path: Path | None = None
@@ -64,9 +97,47 @@ class CacheSettings(BaseSettings):
     breaker_cooldown: float = Field(default=5.0, ge=0)
     signing_key: str | None = Field(default=None, repr=False)
 
-    @field_validator("namespace", "index_prefix")
+    def __init__(self, **values: Any) -> None:
+        # one error type for every bad setting (argument or SEMCACHE_* variable)
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigurationError(_describe(exc)) from None
+
+    @field_validator("namespace", mode="before")
+    @classmethod
+    def _namespace(cls, value: object) -> str:
+        return validate_namespace(value)
+
+    @field_validator("index_prefix")
     @classmethod
     def _no_tag_separators(cls, value: str) -> str:
-        if any(ch in value for ch in "{}|,:*\"' \t\n"):
+        if any(ch in value for ch in _SEPARATORS):
             raise ValueError("must not contain separators, quotes or whitespace")
+        return value
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _ttl(cls, value: object) -> int | None:
+        """0 (like None) means no default expiry, as in RedisVL's ``SemanticCache(ttl=0)``;
+        per call, ``ttl=0`` means "do not store" (see ``_ttl.entry_ttl``)."""
+        if isinstance(value, str):  # from the environment
+            try:
+                value = float(value) if value.strip() else None
+            except ValueError:
+                raise ValueError("must be a number of seconds") from None
+        return validate_ttl(value) or None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        """A malformed URL fails here, not at the first cache call (the message never repeats
+        the URL: it may carry a password)."""
+        if value:
+            from redis.connection import parse_url
+
+            try:
+                parse_url(value)  # type: ignore[no-untyped-call]
+            except ValueError as exc:
+                raise ValueError(f"malformed Redis URL ({exc})") from None
         return value

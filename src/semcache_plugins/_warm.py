@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._errors import ConfigurationError, SerializationError
-from ._flows import WriteBatch, WriteEntry, single_op, store_flow
+from ._flows import ReadGenerations, WriteBatch, WriteEntry, single_op, store_flow
+from ._generations import plan_generation_keys
 from ._scope import RequestPlan
+from ._ttl import validate_ttl
 
 if TYPE_CHECKING:
     from ._core import CacheCore
@@ -31,8 +33,12 @@ class WarmItem:
     response: Any
     model: str
     params: Mapping[str, Any] | None = None
-    ttl: int | None = None
+    ttl: float | None = None  # seconds (rounded up); 0: not stored
     exact_only: bool = False
+
+    def __post_init__(self) -> None:
+        # a bad ttl fails when the item is made (before any write), not mid-warming
+        object.__setattr__(self, "ttl", validate_ttl(self.ttl))
 
 
 def warm_item(record: Mapping[str, Any], *, default_model: str | None = None) -> WarmItem:
@@ -84,9 +90,19 @@ def store_many(
     written = 0
     for chunk in _batches(items, batch_size):
         plans = [core._plan(item.messages, item.model, item.params, None) for item in chunk]
-        vectors = _vectors_for(core, [p for p in plans if not p.skip_reason])
+        ttls = [core.settings.ttl if item.ttl is None else int(item.ttl) for item in chunk]
+        kept = [
+            plan for plan, ttl in zip(plans, ttls, strict=True) if not plan.skip_reason and ttl != 0
+        ]
+        vectors = _vectors_for(core, kept)
+        groups = tuple(plan_generation_keys(config.layout, plan) for plan in kept)
+        generations = core._run(single_op(ReadGenerations(groups))) if groups else []
+        generation_of = dict(zip((plan.entry_id for plan in kept), generations, strict=True))
         writes: list[WriteEntry] = []
-        for item, plan in zip(chunk, plans, strict=True):
+        for item, plan, ttl in zip(chunk, plans, ttls, strict=True):
+            if ttl == 0:
+                core._stats.skip("ttl_zero")
+                continue
             if plan.skip_reason or (plan.semantic and vectors.get(plan.text) is None):
                 core._stats.skip(plan.skip_reason or "too_long")
                 continue
@@ -94,9 +110,10 @@ def store_many(
                 config,
                 plan,
                 item.response,
-                ttl=item.ttl or core.settings.ttl,
+                ttl=ttl,
                 exact_only=item.exact_only,
                 vector=vectors.get(plan.text),
+                generation=generation_of[plan.entry_id],
             )
             try:
                 op = next(flow, None)
