@@ -30,10 +30,19 @@ from redis.connection import parse_url
 from redis.retry import Retry
 from redisvl.index import AsyncSearchIndex
 
-from ._errors import CacheClosedError
+from ._batcher import Overloaded
+from ._errors import BackendError, CacheClosedError
 from ._settings import CacheSettings
 
-__all__ = ["DeadlineCut", "LoopClients", "LoopState", "connect", "deadline", "time_left"]
+__all__ = [
+    "DeadlineCut",
+    "LoopClients",
+    "LoopState",
+    "PoolBusy",
+    "connect",
+    "deadline",
+    "time_left",
+]
 
 # A reply is awaited at least this long, however little time is left to the deadline.
 _MIN_WAIT = 0.01
@@ -109,6 +118,40 @@ def _with_deadline(connection_class: type) -> type:
     return found
 
 
+class PoolBusy(Overloaded, BackendError):
+    """Every connection stayed busy for the whole pool wait: load to shed (a lookup or async
+    store is an ``overloaded`` skip), not a sign of a sick Redis (no breaker failure)."""
+
+
+_NO_CONNECTION = "No connection available."
+
+
+class _SyncPool(redis.BlockingConnectionPool):
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except redis.ConnectionError as exc:
+            if str(exc) == _NO_CONNECTION:
+                raise PoolBusy(f"Redis connection pool: {exc}") from exc
+            raise
+
+
+class _AsyncPool(aredis.BlockingConnectionPool):
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except redis.ConnectionError as exc:
+            if str(exc) == _NO_CONNECTION:
+                raise PoolBusy(f"Redis connection pool: {exc}") from exc
+            raise
+
+
+_POOLS: dict[Any, Any] = {
+    redis.BlockingConnectionPool: _SyncPool,
+    aredis.BlockingConnectionPool: _AsyncPool,
+}
+
+
 def connect(client_class: Any, pool_class: Any, settings: CacheSettings, url: str) -> Any:
     """A client with short timeouts, no retries and a blocking pool: a burst of callers beyond
     ``max_connections`` waits (up to ``lookup_timeout``) for a connection instead of failing.
@@ -118,7 +161,7 @@ def connect(client_class: Any, pool_class: Any, settings: CacheSettings, url: st
         options["connection_class"] = _with_deadline(
             parse_url(url).get("connection_class", redis.Connection)  # type: ignore[no-untyped-call]
         )
-    pool = pool_class.from_url(
+    pool = _POOLS.get(pool_class, pool_class).from_url(
         url,
         socket_timeout=settings.socket_timeout,
         socket_connect_timeout=settings.socket_timeout,
