@@ -1,9 +1,10 @@
 """Precision/recall of the semantic cache with and without the precision guards.
 
 Run ``python bench/guards_eval.py`` (fow-cache and Banking77; ``--all`` adds CLINC150 and QQP).
-Data: ``shared/datasets`` beside the repository (or ``--data``). Embeddings are cached as .npy
-under ``--cache`` (default $TMPDIR/guards_cache): a cold run embeds ~11k texts (~3 min on 2
-cores; ``--all`` ~33k, ~11 min), a warm one takes seconds.
+Data: the repository's ``datasets/`` folder (or ``--data``); the Quora pairs are not shipped and
+are read only from ``--qqp`` or ``../shared/datasets/qqp_gptcache`` when that exists.
+Embeddings are cached as .npy under ``--cache`` (default $TMPDIR/guards_cache): a cold run
+embeds ~11k texts (~3 min on 2 cores; ``--all`` ~33k, ~11 min), a warm one takes seconds.
 
 Protocols (one lookup = a new query and the cached text it would be answered from):
 - fow-cache pairs: each pair is a lookup; should-hit iff ``same_answer``; the 8 ``ambiguous``
@@ -11,8 +12,9 @@ Protocols (one lookup = a new query and the cached text it would be answered fro
 - Banking77: warm with train, each test query meets its nearest train neighbour; should-hit iff
   same category. CLINC150: same with train vs test + oos_test (oos lookups never should hit).
 - QQP (GPTCache subset, first 5000 rows): each pair is a lookup; should-hit iff label 1.
-Rows are split in two halves by a hash of the id/text: ``design`` (used while writing the rules)
-and ``holdout`` (kept out of the design; see the report for when it was looked at).
+Rows are split in two halves by a CRC32 of the id (fow-cache), query text (Banking77, CLINC150)
+or pair text (QQP): even -> ``design`` (the rules are tuned on it), odd -> ``holdout`` (never
+tuned on; reported beside the design figures).
 """
 
 from __future__ import annotations
@@ -159,8 +161,26 @@ def clinc(data: Path, emb: CachedEmbedder) -> list[Lookup]:
     return _nearest(emb, "clinc150", *clinc_split(data), never="oos")
 
 
-def qqp(data: Path, emb: CachedEmbedder, rows: int = 5000) -> list[Lookup]:
-    pairs = json.loads((data / "qqp_gptcache" / "similiar_qqp_full.json").read_text())[:rows]
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = REPO / "datasets"
+#: Where the (non-shipped) Quora pairs may sit: beside the repository or beside its worktree root.
+QQP_PLACES = (REPO.parent / "shared" / "datasets", REPO.parents[1] / "shared" / "datasets")
+
+
+def qqp_dir(data: Path | None = None) -> Path | None:
+    """The Quora pairs folder: under ``data`` if given and present, else beside the repository."""
+    places = [data] if data is not None else []
+    for place in [*places, *QQP_PLACES]:
+        if (place / "qqp_gptcache" / "similiar_qqp_full.json").exists():
+            return place / "qqp_gptcache"
+    return None
+
+
+def qqp(data: Path | None, emb: CachedEmbedder, rows: int = 5000) -> list[Lookup]:
+    folder = qqp_dir(data)
+    if folder is None:
+        raise FileNotFoundError("Quora pairs (qqp_gptcache) not found: pass --qqp")
+    pairs = json.loads((folder / "similiar_qqp_full.json").read_text())[:rows]
     va = emb.corpus("qqp-a", [p["text_a"] for p in pairs])
     vb = emb.corpus("qqp-b", [p["text_b"] for p in pairs])
     sims = np.einsum("ij,ij->i", va, vb)
@@ -235,21 +255,26 @@ def reasons(lookups: list[Lookup], found: list[GuardVerdict], default: float) ->
 
 
 def split_summary(name: str, lookups: list[Lookup], allowed: list[bool], default: float) -> None:
+    """Design and held-out rows at ``default``; the last columns are a markdown table row."""
     for label, keep in (("design", True), ("holdout", False)):
         idx = [i for i, lk in enumerate(lookups) if lk.design == keep]
         sub, sub_allowed = [lookups[i] for i in idx], [allowed[i] for i in idx]
         rh, rf, rp, _ = score(sub, None, default)
-        gh, gf, gp, _ = score(sub, sub_allowed, default)
+        gh, gf, gp, served = score(sub, sub_allowed, default)
+        pos = sum(lk.should_hit for lk in sub)
+        wrong = served - round(gh * max(pos, 1) / 100)
         print(
             f"  {name:<10} {label:<8} n={len(sub):5d} | raw hit {rh:5.1f}% false {rf:5.1f}% "
             f"prec {rp:.3f} | guards hit {gh:5.1f}% false {gf:5.1f}% prec {gp:.3f}"
         )
+        row = f"{name} | {label} | {len(sub)} | {pos} | {gh:.2f} | {gp:.4f} | {served} | {wrong}"
+        print(f"  | {row} |")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    root = Path(__file__).resolve().parents[2]
-    parser.add_argument("--data", type=Path, default=root / "shared" / "datasets")
+    parser.add_argument("--data", type=Path, default=DATASETS)
+    parser.add_argument("--qqp", type=Path, default=None, help="folder holding qqp_gptcache/")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "guards_cache")
     parser.add_argument("--ambiguous", choices=("different", "same", "skip"), default="different")
     parser.add_argument(
@@ -258,17 +283,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=["fow", "banking77"],
         choices=("fow", "banking77", "clinc150", "qqp"),
     )
-    parser.add_argument("--all", action="store_true", help="also CLINC150 and QQP (slow cold)")
+    parser.add_argument("--all", action="store_true", help="also CLINC150 and QQP (if present)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_SIMILARITY_THRESHOLD)
     args = parser.parse_args(argv)
     if args.all:
-        args.only = ["fow", "banking77", "clinc150", "qqp"]
+        args.only = ["fow", "banking77", "clinc150"] + (["qqp"] if qqp_dir(args.qqp) else [])
     emb = CachedEmbedder(args.cache)
     loaders: dict[str, Callable[[], list[Lookup]]] = {
         "fow": lambda: fow_pairs(args.data, emb, args.ambiguous),
         "banking77": lambda: banking(args.data, emb),
         "clinc150": lambda: clinc(args.data, emb),
-        "qqp": lambda: qqp(args.data, emb),
+        "qqp": lambda: qqp(args.qqp, emb),
     }
     summaries = []
     for name in args.only:

@@ -172,7 +172,11 @@ def pair_stream(
 
 
 def load(data: Path, emb: ge.CachedEmbedder, name: str, limit: int | None, qqp_rows: int) -> Stream:
-    """One of ``fow``, ``banking77``, ``clinc150``, ``qqp`` (fow: ambiguous=different)."""
+    """One of ``fow``, ``banking77``, ``clinc150``, ``qqp`` (fow: ambiguous=different).
+
+    Data sets missing under ``data`` are read from the repository's ``datasets/`` folder."""
+    folder = {"fow": "fow_cache", "qqp": "qqp_gptcache"}.get(name, name)
+    data = data if (data / folder).exists() or name == "qqp" else ge.DATASETS
     if name == "fow":
         pairs = ge.fow_pairs(data, emb, "different")
         return pair_stream("fow", pairs, emb, ("fow-a", "fow-b"), limit)

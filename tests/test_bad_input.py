@@ -82,7 +82,7 @@ ODD_REQUESTS: dict[str, tuple[Any, bool]] = {
     ),
     "lone_surrogates": (user("Is \ud800 a valid \udfff character?"), True),
     "surrogateescape": (user(ESCAPED), True),
-    "one_megabyte": (user(MEGABYTE_PROMPT), False),  # longer than the model reads: skipped
+    "one_megabyte": (user(MEGABYTE_PROMPT), True),  # past the model window: exact tier only
 }
 NOT_MESSAGES: dict[str, Any] = {
     "none": None,

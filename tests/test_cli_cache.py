@@ -248,7 +248,7 @@ def _env(**extra: str) -> dict[str, str]:
         (["stats", "--redis-url", "foo://x"], {}, 1, "invalid Redis URL 'foo://x'"),
         (["indexes", "--redis-url", "http://localhost:6379"], {}, 1, "invalid Redis URL"),
         (["invalidate", "--model", "m", "--redis-url", "x"], {}, 1, "invalid Redis URL 'x'"),
-        (["stats"], {"SEMCACHE_REDIS_URL": "foo://x"}, 1, "invalid Redis URL 'foo://x'"),
+        (["stats"], {"SEMCACHE_REDIS_URL": "foo://x"}, 2, "malformed Redis URL"),
         (["demo", "--redis-url", "foo://x"], {}, 1, "invalid Redis URL 'foo://x'"),
         (["stats", "--redis-url", "redis://127.0.0.1:1"], {}, 1, "Redis at redis://127.0.0.1:1"),
         (["stats"], {"SEMCACHE_SIMILARITY_THRESHOLD": "high"}, 2, "similarity_threshold"),

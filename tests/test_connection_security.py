@@ -37,6 +37,7 @@ import litellm  # noqa: E402
 
 from semcache_plugins import (  # noqa: E402
     BackendError,
+    CacheClosedError,
     CacheCore,
     ConfigurationError,
     Embedder,
@@ -123,7 +124,8 @@ async def test_clients_passed_in_are_used_and_left_open(
         ids = sync_client.client_id(), await async_client.client_id()
         await core.aclose()
         assert (sync_client.client_id(), await async_client.client_id()) == ids  # still open
-        assert core.lookup(ask(), MODEL) is not None  # and still the core's client
+        with pytest.raises(CacheClosedError):  # a closed core stays closed, clients or not
+            core.lookup(ask(), MODEL)
 
         litellm.cache = cache = SemCache(
             redis_client=sync_client,

@@ -176,7 +176,9 @@ def test_float16_vectors_hit_like_float32_in_an_index_of_their_own(
         assert hit is not None and hit.response == "f16" and f32_hit is not None
         assert hit.similarity == pytest.approx(f32_hit.similarity, abs=2e-3)
         assert f16.lookup(ask("What is the capital of France?"), "m", PARAMS) is None
-        assert f16.clear() == 1 and f32.clear() == 1
+        assert f16.clear() == 1
+    with CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder) as f32:
+        assert f32.clear() == 1  # a closed core stays closed: a new one clears the float32 index
 
 
 def test_ttl_expiry_and_per_call_override(
@@ -205,10 +207,12 @@ def test_max_age_rejects_older_entries(core: CacheCore) -> None:
     assert core.lookup(ask("How do I reset my password?"), "m", PARAMS, max_age=60) is not None
 
 
-def test_too_long_text_is_skipped_not_truncated(core: CacheCore) -> None:
+def test_too_long_text_is_stored_for_exact_repeats_not_truncated(core: CacheCore) -> None:
     long_text = "please " * 400
-    assert core.store(ask(long_text), "x", model="m", params=PARAMS) is None
-    assert core.lookup(ask(long_text), "m", PARAMS) is None
+    assert core.store(ask(long_text), "x", model="m", params=PARAMS) is not None
+    hit = core.lookup(ask(long_text), "m", PARAMS)
+    assert hit is not None and hit.tier == "exact"
+    assert core.lookup(ask("please " * 399 + "help"), "m", PARAMS) is None  # never cut to fit
     assert core.stats()["skipped_too_long"] >= 1
 
 

@@ -6,9 +6,11 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -181,12 +183,17 @@ def test_resolve_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_daemon_api_and_state_file(cache: Path) -> None:
     assert running_server() is None
     server = start_server()
-    state = json.loads((cache / "redis" / "embedded.json").read_text())
+    state_file = embedded._state_file()
+    assert state_file.parent.parent == cache / "redis" / "state"  # one folder per installation
+    state = json.loads(state_file.read_text())
+    with redis.Redis.from_url(server.url, decode_responses=True) as client:
+        run_id = client.info("server")["run_id"]
     assert state == {
         "url": server.url,
         "pid": server.pid,
         "port": server.port,
         "data_dir": str(cache / "redis" / str(server.port)),
+        "run_id": run_id,
     }
     found = running_server()
     assert found is not None and found.url == server.url and found.pid == server.pid
@@ -194,12 +201,12 @@ def test_daemon_api_and_state_file(cache: Path) -> None:
     assert "search" in found.modules()
     assert stop_server() is True
     assert not embedded._pid_alive(state["pid"])
-    assert not (cache / "redis" / "embedded.json").exists()
+    assert not state_file.exists()
     assert running_server() is None and stop_server() is False
 
 
 def test_stale_state_file_is_ignored_and_cleared(cache: Path) -> None:
-    state_file = cache / "redis" / "embedded.json"
+    state_file = embedded._state_file()
     state_file.parent.mkdir(parents=True)
     port = embedded._bind_port("127.0.0.1")
     dead_pid = 2**22 + 7  # above Linux's largest pid_max: never a live process
@@ -293,3 +300,132 @@ def test_redisvl_hnsw_knn_with_tag_filter(redis_url: str, index_prefix: str) -> 
     assert nearest(None) == [f"{index_prefix}:a"]
     assert nearest(Tag("kind") == "y") == [f"{index_prefix}:b"]
     index.disconnect()
+
+
+# -- one lifecycle: the server dies with its parent; each installation has its own daemon ------
+
+_PARENT = """
+import sys, threading, time
+from pathlib import Path
+from semcache_plugins.embedded import EmbeddedRedis
+
+def start():
+    server = EmbeddedRedis(data_dir=Path(sys.argv[1]))
+    server.start()
+    print(server.pid, server.port, flush=True)
+    servers.append(server)
+
+servers = []
+if sys.argv[2] == "worker thread":  # the thread that started it is gone before the kill
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join()
+else:
+    start()
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("started_by", ["main thread", "worker thread"])
+def test_server_dies_with_its_sigkilled_parent(
+    cli_env: dict[str, str], tmp_path: Path, started_by: str
+) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, str(tmp_path / "data"), started_by],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()  # blocks until the server is up (or the parent died)
+        pid, port = (int(part) for part in line.split())
+        assert embedded._pid_alive(pid)
+        with redis.Redis(port=port) as client:
+            assert client.ping()
+    finally:
+        parent.kill()  # SIGKILL: no atexit, no finally in the parent
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while embedded._pid_alive(pid):
+        assert time.monotonic() < deadline, "redis-server outlived its SIGKILLed parent"
+        time.sleep(0.05)
+    with pytest.raises(redis.ConnectionError), redis.Redis(port=port) as client:
+        client.ping()
+
+
+def test_stop_leaves_the_watchdog_and_server_gone(cache: Path) -> None:
+    server = EmbeddedRedis()
+    server.start()
+    watchdog = server._watchdog
+    assert watchdog is not None and watchdog.poll() is None
+    server.stop()
+    assert watchdog.poll() is not None and server._watchdog is None
+
+
+def _checkout(root: Path) -> dict[str, str]:
+    """A copy of the package: another checkout (its own src) of the same code."""
+    shutil.copytree(SRC / "semcache_plugins", root / "semcache_plugins")
+    return {**os.environ, "PYTHONPATH": str(root)}
+
+
+def test_checkouts_keep_their_own_daemons(cache: Path, tmp_path: Path) -> None:
+    env = {"SEMCACHE_CACHE_DIR": str(cache)}
+    first = {**_checkout(tmp_path / "one"), **env}
+    second = {**_checkout(tmp_path / "two"), **env}
+    try:
+        url_one = _cli("redis", "start", env=first).stdout.strip()
+        url_two = _cli("redis", "start", env=second).stdout.strip()
+        assert url_one.startswith("redis://") and url_two.startswith("redis://")
+        assert url_one != url_two  # main: the second checkout was handed the first one's server
+        assert _cli("redis", "stop", env=second).stdout.strip() == "stopped"
+        assert "search" in _modules(url_one)  # the other checkout's server still runs
+        assert _cli("redis", "status", env=second).returncode == 3
+        assert _cli("redis", "status", env=first).returncode == 0
+    finally:
+        _cli("redis", "stop", env=first)
+        _cli("redis", "stop", env=second)
+    with pytest.raises(redis.ConnectionError), redis.Redis.from_url(url_one) as client:
+        client.ping()
+
+
+def test_state_dir_option_and_variable(cli_env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    by_option = ["--state-dir", str(folder)]
+    started = _cli("redis", "start", *by_option, env=cli_env)
+    try:
+        assert started.returncode == 0, started.stderr
+        url = started.stdout.strip()
+        assert json.loads((folder / "embedded.json").read_text())["url"] == url
+        assert _cli("redis", "status", env=cli_env).returncode == 3  # not this installation's
+        assert _cli("redis", "stop", env=cli_env).stdout.strip() == "not running"
+        assert "search" in _modules(url)
+        by_variable = {**cli_env, "SEMCACHE_STATE_DIR": str(folder)}
+        assert f"url: {url}" in _cli("redis", "status", env=by_variable).stdout
+    finally:
+        stopped = _cli("redis", "stop", *by_option, env=cli_env)
+    assert stopped.stdout.strip() == "stopped"
+    assert not (folder / "embedded.json").exists()
+
+
+@pytest.mark.parametrize("record", ["another run id", "no run id"])
+def test_stop_spares_a_server_its_record_did_not_start(cache: Path, record: str) -> None:
+    with EmbeddedRedis() as other:  # e.g. the server now on the recorded pid and port
+        state = {"url": other.url, "pid": other.pid, "port": other.port, "data_dir": "/x"}
+        if record == "another run id":
+            state["run_id"] = "0" * 40
+        state_file = embedded._state_file()
+        state_file.parent.mkdir(parents=True)
+        state_file.write_text(json.dumps(state))
+        assert running_server() is None
+        assert stop_server() is False
+        assert "search" in _modules(other.url) and not state_file.exists()
+
+
+def test_no_python_for_the_watchdog_still_starts_the_server(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    with EmbeddedRedis() as server:
+        assert server._watchdog is None and "search" in server.modules()
+    assert "no watchdog" in caplog.text and not server.is_running()

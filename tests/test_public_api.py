@@ -9,6 +9,7 @@ import semcache_plugins
 
 PUBLIC = [
     "BackendError",
+    "CacheClosedError",
     "CacheCore",
     "CacheHit",
     "CacheSettings",

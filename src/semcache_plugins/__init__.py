@@ -9,6 +9,7 @@ from ._core import CacheCore
 from ._embedder import Embedder, ModelFingerprint
 from ._errors import (
     BackendError,
+    CacheClosedError,
     CalibrationError,
     ConfigurationError,
     EmbeddedRedisError,
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendError",
+    "CacheClosedError",
     "CacheCore",
     "CacheHit",
     "CacheSettings",

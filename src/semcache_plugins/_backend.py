@@ -10,17 +10,17 @@ import asyncio
 import atexit
 import logging
 import threading
-import weakref
+import time
 from typing import Any
 
 import redis
 import redis.asyncio as aredis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from redisvl.exceptions import RedisVLError
 from redisvl.index import AsyncSearchIndex, SearchIndex
 
-from ._errors import BackendError, ConfigurationError
+from ._compute import DeadlineExceeded
+from ._connections import DeadlineCut, LoopClients, LoopState, connect, deadline
+from ._errors import BackendError, CacheClosedError, ConfigurationError
 from ._flows import (
     BumpGeneration,
     DeleteKeys,
@@ -63,22 +63,6 @@ def redis_url_for(settings: CacheSettings) -> str:
             _embedded_url = server.url
             logger.info("semcache: no redis_url given; using embedded Redis at %s", server.url)
         return _embedded_url
-
-
-def _connect(client_class: Any, pool_class: Any, settings: CacheSettings, url: str) -> Any:
-    """A client with short timeouts, no retries and a blocking pool: a burst of callers beyond
-    ``max_connections`` waits (up to ``lookup_timeout``) for a connection instead of failing."""
-    pool = pool_class.from_url(
-        url,
-        socket_timeout=settings.socket_timeout,
-        socket_connect_timeout=settings.socket_timeout,
-        retry=Retry(NoBackoff(), 0),
-        max_connections=settings.max_connections,
-        timeout=settings.lookup_timeout,
-    )
-    client = client_class(connection_pool=pool)
-    client.auto_close_connection_pool = True  # close() also closes the pool we made
-    return client
 
 
 def delete_matching(client: redis.Redis, pattern: str) -> int:
@@ -208,10 +192,13 @@ class SyncBackend:
         self._async_client_given = async_client_given
         self._indexes: dict[str, SearchIndex] = {}
         self._lock = threading.RLock()
+        self._closed = False
 
     def client(self) -> redis.Redis:
-        if self._client is None:
+        if self._client is None or self._closed:
             with self._lock:
+                if self._closed:
+                    raise CacheClosedError("this cache is closed")
                 if self._client is None:
                     if self._async_client_given and not self._settings.redis_url:
                         raise ConfigurationError(
@@ -219,7 +206,7 @@ class SyncBackend:
                             "redis_client= or redis_url= for the sync one"
                         )
                     url = redis_url_for(self._settings)
-                    self._client = _connect(
+                    self._client = connect(
                         redis.Redis, redis.BlockingConnectionPool, self._settings, url
                     )
         return self._client
@@ -240,7 +227,14 @@ class SyncBackend:
                     self._indexes[layout.name] = index
         return index
 
-    def execute(self, op: Op, layout: IndexLayout, breaker: CircuitBreaker) -> Any:
+    def execute(
+        self, op: Op, layout: IndexLayout, breaker: CircuitBreaker, until: float | None = None
+    ) -> Any:
+        """Run ``op``; with ``until`` (a ``perf_counter`` deadline) every reply is awaited at
+        most until then: a slow reply is a failure, and none is sent once the time is up."""
+        if until is not None and time.perf_counter() >= until:
+            raise DeadlineExceeded
+        previous = deadline(until)
         try:
             try:
                 result = self._execute(op, layout)
@@ -249,8 +243,12 @@ class SyncBackend:
                     raise
                 self._indexes.pop(layout.name, None)  # Redis lost the index: rebuild, retry once
                 result = self._execute(op, layout)
+        except DeadlineCut as exc:
+            raise DeadlineExceeded from exc
         except _REDIS_ERRORS as exc:
             raise _wrap(op, exc, breaker) from exc
+        finally:
+            deadline(previous)
         breaker.success()
         return result
 
@@ -280,21 +278,18 @@ class SyncBackend:
         raise TypeError(f"unknown operation {op!r}")
 
     def close(self) -> None:
-        if self._client is not None and self._owns_client:
-            self._client.close()
-            self._client = None  # a client passed in stays this core's client
-        self._indexes.clear()
-
-
-class _LoopState:
-    def __init__(self, client: aredis.Redis) -> None:
-        self.client = client
-        self.indexes: dict[str, AsyncSearchIndex] = {}
-        self.lock = asyncio.Lock()
+        """Close the client this backend made (one passed in stays open); no use after this."""
+        with self._lock:
+            self._closed = True
+            if self._client is not None and self._owns_client:
+                self._client.close()
+                self._client = None
+            self._indexes.clear()
 
 
 class AsyncBackend:
-    """Executes flow operations with ``redis.asyncio``; one client per running event loop.
+    """Executes flow operations with ``redis.asyncio``; one client per running event loop,
+    closed with its loop (``_connections.LoopState``).
 
     A client passed in is used on whichever loop runs the cache (it must be usable there) and
     is never closed here. ``sync_client_given``: the sync side uses a client passed in, so
@@ -311,27 +306,28 @@ class AsyncBackend:
         self._settings = settings
         self._client = client
         self._sync_client_given = sync_client_given
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._loops = LoopClients()
 
-    def _state(self) -> _LoopState:
+    def _state(self) -> LoopState:
         loop = asyncio.get_running_loop()
-        state = self._states.get(loop)
-        if state is None:
-            if self._client is not None:
-                client = self._client
-            elif self._sync_client_given and not self._settings.redis_url:
-                raise ConfigurationError(
-                    "redis_client= covers the sync API only: pass async_redis_client= or "
-                    "redis_url= for the async one"
-                )
-            else:
-                url = redis_url_for(self._settings)
-                client = _connect(aredis.Redis, aredis.BlockingConnectionPool, self._settings, url)
-            state = _LoopState(client)
-            self._states[loop] = state
-        return state
+        state = self._loops.get(loop)
+        return state if state is not None else self._loops.add(loop, self._new_client)
+
+    def _new_client(self) -> tuple[aredis.Redis, bool]:
+        """A client for a new loop, and whether it is ours to close."""
+        if self._client is not None:
+            return self._client, False
+        if self._sync_client_given and not self._settings.redis_url:
+            raise ConfigurationError(
+                "redis_client= covers the sync API only: pass async_redis_client= or "
+                "redis_url= for the async one"
+            )
+        url = redis_url_for(self._settings)
+        return connect(aredis.Redis, aredis.BlockingConnectionPool, self._settings, url), True
+
+    def loops(self) -> int:
+        """How many event loops hold a client of this backend (for tests and diagnostics)."""
+        return self._loops.count()
 
     async def index(self, layout: IndexLayout) -> AsyncSearchIndex:
         state = self._state()
@@ -390,7 +386,10 @@ class AsyncBackend:
         raise TypeError(f"unknown operation {op!r}")
 
     async def aclose(self) -> None:
-        """Close the client of the running loop (others close with their loops)."""
-        state = self._states.pop(asyncio.get_running_loop(), None)
-        if state is not None and self._client is None:
-            await state.client.aclose()
+        """Close every client this backend made: the running loop's here, others as ``close``."""
+        await self._loops.aclose()
+
+    def close(self) -> None:
+        """No use after this; each loop's client is closed on its loop if it runs, else its
+        sockets are shut down."""
+        self._loops.close()

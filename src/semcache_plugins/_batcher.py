@@ -12,6 +12,7 @@ into an immediate miss instead of waiting out its whole deadline.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -75,6 +76,7 @@ class EmbedBatcher:
             weakref.WeakKeyDictionary()
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = threading.Lock()
         self.load = LoadEstimator()
 
     async def embed(self, text: str, deadline: float | None = None) -> np.ndarray | None:
@@ -84,7 +86,11 @@ class EmbedBatcher:
         (a ``time.perf_counter()`` value).
         """
         loop = asyncio.get_running_loop()
-        queue = self._queues.setdefault(loop, _LoopQueue())
+        queue = self._queues.get(loop)
+        if queue is None:
+            with self._lock:  # loops of several threads may arrive at once
+                self._forget_closed_loops()
+                queue = self._queues.setdefault(loop, _LoopQueue())
         if deadline is not None and not self.load.finishes_by(
             deadline, queue.waiting() + 1, queue.busy_until, time.perf_counter()
         ):
@@ -95,6 +101,15 @@ class EmbedBatcher:
             queue.scheduled = True
             loop.call_soon(self._flush, loop, queue)
         return await future
+
+    def _forget_closed_loops(self) -> None:
+        """Drop the queues of closed loops (their waiters are gone with them)."""
+        for loop in [loop for loop in list(self._queues) if loop.is_closed()]:
+            self._queues.pop(loop, None)
+
+    def loops(self) -> int:
+        """How many event loops have a queue here (for tests and diagnostics)."""
+        return len(self._queues)
 
     def batch_sizes(self) -> list[int]:
         """Sizes of the batches run on the current loop (for benchmarks)."""

@@ -14,12 +14,17 @@ import functools
 import importlib
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
+from ._backend import delete_matching
+from ._cli_cache import drop_index
 from ._cli_io import check_redis_url
 from ._core import CacheCore
 from ._errors import ConfigurationError, SemcacheError
@@ -225,10 +230,20 @@ def run_demo(redis_url: str, *, out: Callable[[str], Any] = print) -> list[DemoR
             out(format_totals(rows, llm.count))
     finally:
         litellm.cache = previous
-        with contextlib.suppress(SemcacheError):  # do not hide the error that got us here
-            core.clear()
         core.close()
+        with contextlib.suppress(SemcacheError, redis.RedisError):  # keep the error we are in
+            _drop_demo_data(redis_url, prefix)
     return rows
+
+
+def _drop_demo_data(redis_url: str, prefix: str) -> None:
+    """Drop the session's indexes (entries and counts) and any other key under its prefix."""
+    with redis.Redis.from_url(redis_url) as client:
+        for raw in client.execute_command("FT._LIST"):
+            name = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if name.startswith(prefix):
+                drop_index(client, name)
+        delete_matching(client, re.sub(r"([\\*?\[\]])", r"\\\1", prefix) + "*")
 
 
 def _run(args: argparse.Namespace) -> int:

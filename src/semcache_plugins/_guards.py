@@ -2,7 +2,9 @@
 
 Cosine similarity cannot tell "convert 5 km to miles" from "convert 6 km to miles". The guards
 reject a candidate when what differs is a number, negation, antonym, name, unit, technology,
-time, quantifier or direction; with an embedder, a small edit must keep the edited phrase's meaning.
+time, quantifier, direction, a member of another closed class, an operator, identifier or code
+(``_align``); with an embedder, a small edit must keep the edited phrase's meaning, and texts
+sharing a template or context are judged on the sentences that differ.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from difflib import SequenceMatcher
 import numpy as np
 
 from . import _guard_lexicon as lex
+from ._align import closed_class_conflict, code_conflict, differing_sentences, sentences
 
 __all__ = ["DEFAULT_SIMILARITY_THRESHOLD", "GuardVerdict", "check_guards", "diff_spans"]
 
@@ -28,6 +31,9 @@ DEFAULT_SIMILARITY_THRESHOLD = 0.85
 SMALL_EDIT_WORDS = 2
 SMALL_EDIT_SIMILARITY = 0.93
 PHRASE_SIMILARITY = 0.80
+#: Texts sharing at least this many tokens in identical sentences (and more than they differ
+#: by) are judged on the differing sentences alone.
+TEMPLATE_SHARED_TOKENS = 12
 
 
 Embed = Callable[[Sequence[str]], np.ndarray]
@@ -47,6 +53,7 @@ class _Tok:
     key: str  # stem that matches the two sides
     cap: bool = False  # capitalised inside a sentence, or an acronym: a likely proper noun
     brk: bool = False  # punctuation before it (a clause boundary)
+    word: str = ""  # the word a folded ordinal was written as (what the small-edit check embeds)
 
 
 _TOKEN_RE = re.compile(
@@ -90,7 +97,7 @@ def _tokenize(text: str) -> list[_Tok]:
     last_end = 0
     for match in _TOKEN_RE.finditer(text):
         raw, gap = match.group(), text[last_end : match.start()]
-        initial = not toks or any(c in ".!?" for c in gap)
+        initial = not toks or any(c in ".!?:\n" for c in gap)
         last_end = match.end()
         cap = has_case and raw[0].isupper() and raw != "I"
         cap = cap and (not initial or (len(raw) > 1 and raw.isupper()))
@@ -108,7 +115,8 @@ def _fold_numbers(toks: list[_Tok]) -> list[_Tok]:
     """Number words to ``#value`` ("twenty five" -> #25); "am"/"pm" after a number to times."""
     out: list[_Tok] = []
     total: float | None = None
-    for tok in [*toks, _Tok("", "")]:
+    padded = [_Tok("", ""), *toks, _Tok("", ""), _Tok("", "")]
+    for before, tok, after in zip(padded, padded[1:], padded[2:], strict=False):
         value = lex.NUMBER_WORDS.get(tok.norm)
         if value is not None and tok.norm != "one":
             total = value if total is None else total * value if value >= 100 else total + value
@@ -116,14 +124,21 @@ def _fold_numbers(toks: list[_Tok]) -> list[_Tok]:
         if total is not None:
             out.append(_Tok(f"#{total:g}", f"#{total:g}"))
             total = None
-        if tok.norm in lex.ORDINAL_WORDS:
+        if tok.norm in lex.ORDINAL_WORDS and not _second_of_time(before, tok, after):
             ordinal = f"#{lex.ORDINAL_WORDS[tok.norm]}th"
-            out.append(_Tok(ordinal, ordinal))
+            out.append(_Tok(ordinal, ordinal, word=tok.norm))
         elif tok.norm in ("am", "pm") and out and out[-1].norm.startswith("#"):
             out.append(_Tok(tok.norm[0] + ".m.", tok.norm[0] + ".m."))
         elif tok.norm:
             out.append(tok)
     return out
+
+
+def _second_of_time(before: _Tok, tok: _Tok, after: _Tok) -> bool:
+    """ "wait a second", "per second": the unit, not the ordinal ("a second card")."""
+    unit_before = before.norm in lex.SECOND_UNIT_BEFORE or before.norm.startswith("#")
+    ends = not after.norm or after.brk or after.norm in lex.IGNORABLE
+    return tok.norm == "second" and unit_before and ends
 
 
 def _is_typo(x: _Tok, y: _Tok) -> bool:
@@ -181,6 +196,10 @@ def _numbers_differ(ta: list[_Tok], tb: list[_Tok]) -> bool:
     """A number replaced by another ("one" counts; one-sided numbers go to the edit check)."""
     na, nb = (Counter("#1" if t.norm == "one" else t.norm for t in toks
                       if t.norm[0] == "#" or t.norm == "one") for toks in (ta, tb))  # fmt: skip
+    for extra, other, toks in ((na - nb, nb - na, ta), (nb - na, na - nb, tb)):
+        ones = sum(t.norm == "one" for t in toks)
+        if set(extra) == {"#1"} and extra["#1"] <= ones and all(k.endswith("th") for k in other):
+            return False  # "a second card ... give one to my daughter": a pronoun
     return bool(na - nb) and bool(nb - na)
 
 
@@ -271,24 +290,67 @@ def _small_edit(ta: list[_Tok], tb: list[_Tok]) -> tuple[str, str] | None:
     if not before and not after:
         return None
     phrase_a, phrase_b = [*before, *a[i1:i2], *after], [*before, *b[j1:j2], *after]
-    return " ".join(t.norm for t in phrase_a), " ".join(t.norm for t in phrase_b)
+    return " ".join(t.word or t.norm for t in phrase_a), " ".join(
+        t.word or t.norm for t in phrase_b
+    )
+
+
+def _template_verdict(
+    query: str, cached: str, embed: Embed | None, threshold: float
+) -> GuardVerdict | None:
+    """Texts sharing a long identical part (a template, a RAG context) are judged on the
+    sentences that differ: they must be as similar as the threshold asks and pass the guards
+    on their own. None when the texts share no such part."""
+    sa, sb = sentences(query), sentences(cached)
+    if len(sa) < 2 and len(sb) < 2:
+        return None
+    keys_a = [tuple(t.key for t in _tokenize(x)) for x in sa]
+    keys_b = [tuple(t.key for t in _tokenize(x)) for x in sb]
+    da, db, shared = differing_sentences(sa, sb, keys_a, keys_b)
+    da, db = [x for x in da if _content(_tokenize(x))], [x for x in db if _content(_tokenize(x))]
+    differing = max(sum(len(_tokenize(x)) for x in part) for part in (da, db))
+    if shared < TEMPLATE_SHARED_TOKENS or shared < differing:
+        return None
+    if not da or not db:  # an instruction added or dropped, or only fillers differ
+        return GuardVerdict(not (da or db), "template_insert" if da or db else "ok")
+    if embed is None:
+        return None
+    part_a, part_b = " ".join(da), " ".join(db)
+    vectors = np.asarray(embed([part_a, part_b]), dtype=np.float32)
+    similarity = float(vectors[0] @ vectors[1])
+    if similarity < threshold:
+        return GuardVerdict(False, "template_mismatch")
+    return check_guards(part_a, part_b, similarity, embed=embed, threshold=threshold)
 
 
 def check_guards(
-    query: str, cached: str, similarity: float, *, embed: Embed | None = None
+    query: str,
+    cached: str,
+    similarity: float,
+    *,
+    embed: Embed | None = None,
+    threshold: float = DEFAULT_SIMILARITY_THRESHOLD,
 ) -> GuardVerdict:
     """May the answer cached for ``cached`` serve ``query``? ``similarity`` is their cosine.
 
-    ``embed`` (texts -> unit vectors) enables the small-edit check; it is called at most once,
-    and not at all when the texts match after normalisation or a lexical rule decides.
+    ``embed`` (texts -> unit vectors) enables the small-edit check and the template check
+    (texts sharing a long identical part are judged on the sentences that differ, which must
+    be ``threshold`` similar); it is not called when the texts match after normalisation or a
+    lexical rule decides.
     """
     ta, tb = _tokenize(query), _tokenize(cached)
-    if [t.key for t in ta] == [t.key for t in tb]:
-        return GuardVerdict(True, "identical")
+    if [t.key for t in ta] == [t.key for t in tb]:  # "a + b" / "a - b": only code can differ
+        code = code_conflict(query, cached)
+        return GuardVerdict(not code, code or "identical")
     only_a, only_b = _diff(ta, tb)
-    reason = _lexical_verdict(ta, tb, only_a, only_b)
+    reason = _lexical_verdict(ta, tb, only_a, only_b) or code_conflict(query, cached)
+    if not reason and closed_class_conflict([t.norm for t in ta], [t.norm for t in tb]):
+        reason = "closed_class_mismatch"
     if reason:
         return GuardVerdict(False, reason)
+    template = _template_verdict(query, cached, embed, threshold)
+    if template is not None:
+        return template
     if embed is None or similarity >= SMALL_EDIT_SIMILARITY:
         return GuardVerdict(True, "ok")
     phrases = _small_edit(ta, tb) if _content(only_a) or _content(only_b) else None

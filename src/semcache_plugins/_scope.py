@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ __all__ = [
     "normalize_text",
     "plan_request",
     "sha256_hex",
+    "split_pinned",
     "system_prompt_hash",
     "model_hash",
 ]
@@ -100,6 +102,59 @@ def normalize_text(text: str) -> str:
     indentation of code, so it never keys anything that must match exactly."""
     clean = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return " ".join(unicodedata.normalize("NFKC", clean).split())
+
+
+#: Last-turn texts longer than this (characters; ~250 model tokens) are split: the tail (last
+#: paragraph or sentences, at most ``QUESTION_CHARS``) is embedded, the rest must match exactly.
+LONG_TEXT_CHARS = 1000
+QUESTION_CHARS = 600
+#: A shorter text is split the same way when a blank line ends a part this long (a document or
+#: template before the question): that part must then match exactly.
+TEMPLATE_CONTEXT_CHARS = 400
+_MIN_QUESTION_CHARS = 20  # a shorter last paragraph ("Answer:") takes the one before it too
+_PARAGRAPH_RE = re.compile(r"\n[ \t]*\n\s*")
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?:;])\s+|\n\s*")
+_CODE_RE = re.compile(r"```.*?(?:```|$)|^[ \t]+\S[^\n]*", re.DOTALL | re.MULTILINE)
+
+
+def _paragraph_start(text: str) -> int:
+    """Where the last paragraph starts (with the one before if it is a mere "Answer:")."""
+    starts = [0, *(m.end() for m in _PARAGRAPH_RE.finditer(text))]
+    start = starts.pop()
+    while starts and len(text) - start < _MIN_QUESTION_CHARS:
+        start = starts.pop()
+    return start
+
+
+def _tail_start(text: str) -> int:
+    """Where the embedded tail of a long text starts: the last paragraph(s), else sentences."""
+    start = _paragraph_start(text)
+    if len(text) - start <= QUESTION_CHARS:
+        return start
+    ends = [m.end() for m in _SENTENCE_END_RE.finditer(text, start) if m.end() < len(text)]
+    fitting = [end for end in ends if len(text) - end <= QUESTION_CHARS]
+    enough = [end for end in fitting if len(text) - end >= _MIN_QUESTION_CHARS]
+    return enough[-1] if enough else fitting[0] if fitting else ends[-1] if ends else start
+
+
+def split_pinned(text: str) -> tuple[str, str]:
+    """(pinned, tail) of a last-turn text as sent.
+
+    ``pinned`` must match exactly for any hit (it joins the scope): the context before the
+    tail of a long text (or of a text whose last paragraph follows a long one), and code
+    (fenced blocks, indented lines) whose whitespace is meaning. ``tail`` is what is embedded
+    then ("" = embed the whole text)."""
+    text = text.strip()
+    tail = ""
+    context = ""
+    start = _tail_start(text) if len(text) > LONG_TEXT_CHARS else _paragraph_start(text)
+    if len(text) > LONG_TEXT_CHARS or (
+        start >= TEMPLATE_CONTEXT_CHARS and len(text) - start <= QUESTION_CHARS
+    ):
+        context, tail = text[:start], text[start:]
+    code = "\x1f".join(m.group() for m in _CODE_RE.finditer(tail or text))
+    pinned = f"{context}\x1e{code}" if context or code else ""
+    return pinned, tail
 
 
 def exact_text(text: str) -> str:
@@ -200,6 +255,12 @@ class RequestPlan:
     semantic: bool  # may the semantic tier be used (last turn is a text-only user turn)
     skip_reason: str | None = None  # set when the request must bypass the cache entirely
     prompt: str = ""  # the last-turn text as sent (trimmed): stored, and checked on KNN hits
+    tail: str | None = None  # a long text's embedded tail (its context is in the scope)
+
+    @property
+    def embed_text(self) -> str:
+        """What is embedded: the whole text, or a long text's tail."""
+        return self.tail or self.text
 
 
 def _turn_record(message: Mapping[str, Any]) -> dict[str, Any]:
@@ -254,6 +315,9 @@ def plan_request(
         "last_role": str(last.get("role", "")),
         "last_extra": {k: v for k, v in _turn_record(last).items() if k not in ("role", "text")},
     }
+    pinned, tail = split_pinned(text_raw)
+    if pinned:  # long contexts and code must match exactly; short prose keeps its old scope
+        scope_doc["pinned"] = sha256_hex(pinned)
     scope = sha256_hex(json.dumps(scope_doc, sort_keys=True, ensure_ascii=True))[:32]
     return RequestPlan(
         namespace=namespace,
@@ -265,4 +329,5 @@ def plan_request(
         semantic=skip is None and last.get("role") == "user",
         skip_reason=skip,
         prompt=_storable(sent),
+        tail=normalize_text(tail) or None,
     )

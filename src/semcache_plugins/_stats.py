@@ -11,9 +11,10 @@ from typing import Protocol
 
 import numpy as np
 
+from ._errors import BackendError
 from ._types import CacheHit
 
-__all__ = ["CacheObserver", "CacheStats", "CircuitBreaker"]
+__all__ = ["BreakerOpenError", "CacheObserver", "CacheStats", "CircuitBreaker"]
 
 logger = logging.getLogger("semcache_plugins")
 
@@ -103,34 +104,89 @@ class CacheStats:
             self._latency_ms.clear()
 
 
+class BreakerOpenError(BackendError):
+    """The circuit breaker refused the call: Redis was not touched (counted as a skip)."""
+
+
 class CircuitBreaker:
-    """Skip the backend for ``cooldown`` seconds after ``failures`` consecutive failures."""
+    """Closed -> open after ``failures`` consecutive failures -> half-open after ``cooldown``
+    seconds, where exactly one trial call (the probe) goes through and every other caller is
+    refused until it reports: closed on success, open for another cooldown on failure.
+
+    A probe that never reports (its caller gave up before touching the backend) is
+    ``release``d by the driver; after ``probe_lease`` seconds it is given up on regardless.
+    """
 
     def __init__(
-        self, failures: int, cooldown: float, clock: Callable[[], float] = time.monotonic
+        self,
+        failures: int,
+        cooldown: float,
+        clock: Callable[[], float] = time.monotonic,
+        probe_lease: float | None = None,
     ) -> None:
         self._threshold = failures
         self._cooldown = cooldown
         self._clock = clock
+        self._lease = probe_lease if probe_lease is not None else max(cooldown, 5.0)
         self._lock = threading.Lock()
         self._consecutive = 0
         self._open_until = 0.0
+        self._probe_until = 0.0  # a probe is in flight until then (0.0: none)
+        self._probe_owner = 0  # which permit holds the probe
+
+    def acquire(self) -> int | None:
+        """A permit (an int: 0 closed, else the probe's id) when a call may go to the backend,
+        None when it is refused (open, or half-open with the probe in flight)."""
+        with self._lock:
+            if self._consecutive < self._threshold:
+                return 0
+            now = self._clock()
+            if now < self._open_until or now < self._probe_until:
+                return None
+            self._probe_until = now + self._lease
+            self._probe_owner += 1
+            return self._probe_owner
+
+    def release(self, permit: int | None) -> None:
+        """The call holding ``permit`` is over: a probe that reported nothing frees its slot."""
+        if permit:
+            with self._lock:
+                if permit == self._probe_owner and self._probe_until:
+                    self._probe_until = 0.0
 
     def allow(self) -> bool:
-        """True when a call may go to the backend (closed, or half-open after the cooldown)."""
-        with self._lock:
-            return self._consecutive < self._threshold or self._clock() >= self._open_until
+        """True when a call may go to the backend; in half-open state this takes the probe."""
+        return self.acquire() is not None
 
     def success(self) -> None:
         with self._lock:
             self._consecutive = 0
+            self._probe_until = 0.0
 
     def failure(self) -> None:
         with self._lock:
             self._consecutive += 1
+            self._probe_until = 0.0
             if self._consecutive >= self._threshold:
                 self._open_until = self._clock() + self._cooldown
 
     @property
+    def state(self) -> str:
+        """``closed``, ``open`` (refusing every call) or ``half_open`` (a probe may go, or is
+        in flight); never takes the probe."""
+        with self._lock:
+            if self._consecutive < self._threshold:
+                return "closed"
+            now = self._clock()
+            if now < self._open_until:
+                return "open"
+            return "half_open"
+
+    @property
     def is_open(self) -> bool:
-        return not self.allow()
+        """Whether a call made now would be refused (open, or half-open with a probe out)."""
+        with self._lock:
+            if self._consecutive < self._threshold:
+                return False
+            now = self._clock()
+            return now < self._open_until or now < self._probe_until

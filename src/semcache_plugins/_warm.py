@@ -111,7 +111,7 @@ def _batches(items: Iterable[WarmItem], size: int) -> Iterator[list[WarmItem]]:
 
 def _vectors_for(core: CacheCore, plans: list[RequestPlan]) -> dict[str, np.ndarray | None]:
     """One batched embedding call for the semantic texts of a batch; None = too long."""
-    texts = list(dict.fromkeys(plan.text for plan in plans if plan.semantic))
+    texts = list(dict.fromkeys(plan.embed_text for plan in plans if plan.semantic))
     return dict(zip(texts, core._work.embed_texts(texts), strict=True))
 
 
@@ -142,7 +142,7 @@ def store_many(
             if ttl == 0:
                 core._stats.skip("ttl_zero")
                 continue
-            if plan.skip_reason or (plan.semantic and vectors.get(plan.text) is None):
+            if plan.skip_reason or (plan.semantic and vectors.get(plan.embed_text) is None):
                 core._stats.skip(plan.skip_reason or "too_long")
                 continue
             flow = store_flow(
@@ -151,7 +151,7 @@ def store_many(
                 item.response,
                 ttl=ttl,
                 exact_only=item.exact_only,
-                vector=vectors.get(plan.text),
+                vector=vectors.get(plan.embed_text),
                 generation=generation_of[plan.entry_id],
             )
             try:

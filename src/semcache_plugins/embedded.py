@@ -18,8 +18,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ._errors import EmbeddedRedisError, PortInUseError
-from ._paths import cache_dir
+from ._paths import cache_dir, state_dir
 from ._redis_binaries import RedisBinaries, find_redis
+from ._watchdog import watch
 
 __all__ = [
     "EmbeddedRedis",
@@ -42,11 +43,14 @@ def _client(host: str, port: int, timeout: float = 1.0) -> redis.Redis:
     return redis.Redis(host, port, socket_timeout=timeout, retry=no_retry, decode_responses=True)
 
 
-def _serves(client: redis.Redis, pid: int, *, need_search: bool = False) -> bool:
-    """The server behind ``client`` is process ``pid`` (and has Search loaded, if asked)."""
+def _serves(
+    client: redis.Redis, pid: int, *, need_search: bool = False, run_id: str | None = None
+) -> bool:
+    """The server behind ``client`` is process ``pid`` (and the run ``run_id``, and has Search
+    loaded, if asked)."""
     try:
         info: Any = client.info("server")
-        if info.get("process_id") != pid:
+        if info.get("process_id") != pid or run_id not in (None, info.get("run_id")):
             return False
         reply: Any = client.module_list() if need_search else ()
     except redis.RedisError:
@@ -91,11 +95,15 @@ class EmbeddedRedis:
         data_dir: Path | None = None,
         host: str = "127.0.0.1",
         daemon: bool = False,
+        state_dir: Path | None = None,
     ) -> None:
         self._host, self._requested_port, self._port = host, port, port
+        self._state_dir = state_dir  # a daemon's record (default: ``_paths.state_dir()``)
+        self._run_id: str | None = None  # Redis's id of the run we started (or recorded)
         self._requested_dir, self._data_dir = data_dir, data_dir
         self._daemon = daemon
         self._process: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
         self._launched = False  # we started this pid (vs. found it in the state file)
 
@@ -155,6 +163,8 @@ class EmbeddedRedis:
                 self.stop()
                 raise
         if self._daemon:
+            with _client(self._host, self._port or 0) as client, contextlib.suppress(Exception):
+                self._run_id = str(client.info("server")["run_id"])
             _write_state(self)
         else:
             atexit.register(self.stop)
@@ -176,8 +186,9 @@ class EmbeddedRedis:
         with log.open("ab") as out:  # argv is built from our own paths; no shell is involved
             process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out)  # noqa: S603
         self._launched = True
-        if not self._daemon:
+        if not self._daemon:  # dies with this process, even a SIGKILLed one
             self._process, self._pid = process, process.pid
+            self._watchdog = watch(process, binaries.server)
         else:  # the launcher exits as soon as the daemon has forked
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout)
@@ -213,7 +224,8 @@ class EmbeddedRedis:
         atexit.unregister(self.stop)
         if self._pid is not None and self._port is not None and self.is_running():
             with _client(self._host, self._port, 2.0) as client:
-                ours = _serves(client, self._pid)  # never signal a recycled pid we did not start
+                # never signal a recycled pid, or a server this record did not start
+                ours = _serves(client, self._pid, run_id=self._run_id)
                 if ours:
                     with contextlib.suppress(redis.RedisError):
                         client.shutdown(nosave=True)
@@ -225,8 +237,16 @@ class EmbeddedRedis:
                     time.sleep(0.02)
                 if not self.is_running():
                     break
-        if self._daemon and (state := _read_state()) is not None and state.pid == self._pid:
-            _state_file().unlink(missing_ok=True)
+        if (
+            self._daemon
+            and (state := _read_state(self._state_dir)) is not None
+            and state.pid == self._pid
+        ):
+            _state_file(self._state_dir).unlink(missing_ok=True)
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait()
+            self._watchdog = None
         self._process, self._pid, self._launched = None, None, False
 
     def __enter__(self) -> Self:
@@ -237,54 +257,66 @@ class EmbeddedRedis:
         self.stop()
 
 
-def _state_file() -> Path:
-    return cache_dir() / "redis" / "embedded.json"
+def _state_file(folder: Path | None = None) -> Path:
+    return (folder or state_dir()) / "embedded.json"
 
 
 def _write_state(server: EmbeddedRedis) -> None:
-    path, tmp = _state_file(), _state_file().with_suffix(".tmp")
+    path = _state_file(server._state_dir)
+    tmp = path.with_suffix(".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"url": server.url, "pid": server.pid, "port": server.port}
-    tmp.write_text(json.dumps({**state, "data_dir": str(server.data_dir)}, indent=2))
+    state |= {"data_dir": str(server.data_dir), "run_id": server._run_id}
+    tmp.write_text(json.dumps(state, indent=2))
     os.replace(tmp, path)
 
 
-def _read_state() -> EmbeddedRedis | None:
+def _read_state(folder: Path | None = None) -> EmbeddedRedis | None:
     try:
-        state = json.loads(_state_file().read_text())
+        state = json.loads(_state_file(folder).read_text())
         host = str(state["url"]).removeprefix("redis://").rsplit(":", 1)[0]
-        server = EmbeddedRedis(port=int(state["port"]), data_dir=Path(state["data_dir"]), host=host)
+        server = EmbeddedRedis(
+            port=int(state["port"]), data_dir=Path(state["data_dir"]), host=host, state_dir=folder
+        )
         server._daemon, server._pid = True, int(state["pid"])
+        server._run_id = str(state["run_id"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return server
 
 
-def running_server() -> EmbeddedRedis | None:
-    """The daemon recorded in ``cache_dir()/redis/embedded.json``, if it still answers."""
-    server = _read_state()
+def running_server(folder: Path | None = None) -> EmbeddedRedis | None:
+    """The daemon recorded in ``folder`` (default ``_paths.state_dir()``: one per installation
+    or ``$SEMCACHE_STATE_DIR``), if that very server (pid and run id) still answers."""
+    server = _read_state(folder)
     if server is None or server.pid is None or server.port is None:
         return None
     with _client(server._host, server.port) as client:
-        return server if _serves(client, server.pid) else None
+        return server if _serves(client, server.pid, run_id=server._run_id) else None
 
 
 def start_server(
-    *, port: int | None = None, data_dir: Path | None = None, timeout: float = 20.0
+    *,
+    port: int | None = None,
+    data_dir: Path | None = None,
+    timeout: float = 20.0,
+    folder: Path | None = None,
 ) -> EmbeddedRedis:
-    """Start the shared daemon server, or return the one already running (whatever its port)."""
-    if (existing := running_server()) is not None:
+    """Start this installation's daemon server (recorded in ``folder``), or return the one
+    already running (whatever its port)."""
+    if (existing := running_server(folder)) is not None:
         return existing
-    server = EmbeddedRedis(port=port, data_dir=data_dir, daemon=True)
+    server = EmbeddedRedis(port=port, data_dir=data_dir, daemon=True, state_dir=folder)
     server.start(timeout)
     return server
 
 
-def stop_server() -> bool:
-    """Stop the shared daemon server; False when none was running (a stale record is removed)."""
-    server = running_server()
+def stop_server(folder: Path | None = None) -> bool:
+    """Stop the daemon server recorded in ``folder``; False when none was running (a stale
+    record is removed). A server this record did not start is never stopped."""
+    server = running_server(folder)
     if server is None:
-        _state_file().unlink(missing_ok=True)
+        _state_file(folder).unlink(missing_ok=True)
         return False
     server.stop()
     return True
