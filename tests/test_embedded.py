@@ -78,6 +78,13 @@ def test_requested_port_and_data_dir(cache: Path, tmp_path_factory: pytest.TempP
         assert (data_dir / "redis.log").is_file()
 
 
+def test_data_dir_given_as_a_string(cache: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    data_dir = tmp_path_factory.mktemp("data-str")
+    with EmbeddedRedis(data_dir=str(data_dir)) as server:
+        assert server.data_dir == data_dir
+        assert (data_dir / "redis.log").is_file()
+
+
 def test_port_taken_before_start(cache: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

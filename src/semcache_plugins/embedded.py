@@ -92,7 +92,7 @@ class EmbeddedRedis:
         self,
         *,
         port: int | None = None,
-        data_dir: Path | None = None,
+        data_dir: str | Path | None = None,
         host: str = "127.0.0.1",
         daemon: bool = False,
         state_dir: Path | None = None,
@@ -100,7 +100,7 @@ class EmbeddedRedis:
         self._host, self._requested_port, self._port = host, port, port
         self._state_dir = state_dir  # a daemon's record (default: ``_paths.state_dir()``)
         self._run_id: str | None = None  # Redis's id of the run we started (or recorded)
-        self._requested_dir, self._data_dir = data_dir, data_dir
+        self._requested_dir = self._data_dir = None if data_dir is None else Path(data_dir)
         self._daemon = daemon
         self._process: subprocess.Popen[bytes] | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
