@@ -6,8 +6,9 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -109,3 +110,31 @@ async def core(redis_url: str, index_prefix: str, embedder: Embedder) -> AsyncIt
     )
     yield c
     await c.aclose()
+
+
+@pytest.fixture
+async def make_litellm_cache(
+    redis_url: str, index_prefix: str, embedder: Embedder
+) -> AsyncIterator[Callable[..., Any]]:
+    """Build ``SemCache``s, each installed as ``litellm.cache``; the old one is restored after.
+
+    A generous lookup timeout by default: on a loaded CI machine, a timed-out lookup is a
+    (correct) miss that would still break the request counts the tests assert."""
+    import litellm
+
+    from semcache_plugins.litellm import SemCache
+
+    previous = litellm.cache
+    made: list[SemCache] = []
+
+    def make(**options: Any) -> SemCache:
+        defaults = {"redis_url": redis_url, "index_prefix": index_prefix, "embedder": embedder}
+        cache = SemCache(**{**defaults, "lookup_timeout": 5.0, **options})
+        made.append(cache)
+        litellm.cache = cache
+        return cache
+
+    yield make
+    litellm.cache = previous
+    for cache in made:
+        await cache.disconnect()

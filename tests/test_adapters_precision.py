@@ -4,7 +4,7 @@ misses or correct hits in ``litellm.completion`` (``mock_response``) and LangCha
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -41,17 +41,8 @@ SAME = [
 
 
 @pytest.fixture
-async def semcache(
-    redis_url: str, index_prefix: str, embedder: Embedder
-) -> AsyncIterator[SemCache]:
-    previous = litellm.cache
-    cache = SemCache(
-        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, lookup_timeout=30.0
-    )
-    litellm.cache = cache
-    yield cache
-    litellm.cache = previous
-    await cache.disconnect()
+def semcache(make_litellm_cache: Callable[..., SemCache]) -> SemCache:
+    return make_litellm_cache(lookup_timeout=30.0)
 
 
 def complete(text: str) -> Any:

@@ -5,7 +5,7 @@ real Redis and the real model (``mock_response`` / fake chat models are the prov
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -125,17 +125,8 @@ def test_neighbours_with_the_same_answer_text_serve_a_third_paraphrase(core: Cac
 
 
 @pytest.fixture
-async def semcache(
-    redis_url: str, index_prefix: str, embedder: Embedder
-) -> AsyncIterator[SemCache]:
-    previous = litellm.cache
-    cache = SemCache(
-        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, lookup_timeout=10.0
-    )
-    litellm.cache = cache
-    yield cache
-    litellm.cache = previous
-    await cache.disconnect()
+def semcache(make_litellm_cache: Callable[..., SemCache]) -> SemCache:
+    return make_litellm_cache(lookup_timeout=10.0)
 
 
 def complete(text: str, answer: str, **kwargs: Any) -> Any:

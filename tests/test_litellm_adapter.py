@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,26 +78,8 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-async def make_cache(
-    redis_url: str, index_prefix: str, embedder: Embedder
-) -> AsyncIterator[MakeCache]:
-    """Build a ``SemCache`` and install it as ``litellm.cache``; restore the old one after."""
-    previous = litellm.cache
-    made: list[SemCache] = []
-
-    def make(**options: Any) -> SemCache:
-        defaults = {"redis_url": redis_url, "index_prefix": index_prefix, "embedder": embedder}
-        # A generous lookup timeout: on a loaded CI machine, a timed-out lookup is a (correct)
-        # miss that would still break the request counts these tests assert.
-        cache = SemCache(**{**defaults, "lookup_timeout": 5.0, **options})
-        made.append(cache)
-        litellm.cache = cache
-        return cache
-
-    yield make
-    litellm.cache = previous
-    for cache in made:
-        await cache.disconnect()
+def make_cache(make_litellm_cache: MakeCache) -> MakeCache:
+    return make_litellm_cache
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,7 +25,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetc
 import litellm  # noqa: E402
 
 from fake_openai import FakeOpenAI  # noqa: E402
-from semcache_plugins import Embedder  # noqa: E402
 from semcache_plugins._litellm_convert import CallRequest, to_request  # noqa: E402
 from semcache_plugins._litellm_tenant import (  # noqa: E402
     END_USER_FIELD,
@@ -78,23 +77,8 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-async def make_cache(
-    redis_url: str, index_prefix: str, embedder: Embedder
-) -> AsyncIterator[MakeCache]:
-    previous = litellm.cache
-    made: list[SemCache] = []
-
-    def make(**options: Any) -> SemCache:
-        defaults = {"redis_url": redis_url, "index_prefix": index_prefix, "embedder": embedder}
-        cache = SemCache(**{**defaults, "lookup_timeout": 5.0, **options})
-        made.append(cache)
-        litellm.cache = cache
-        return cache
-
-    yield make
-    litellm.cache = previous
-    for cache in made:
-        await cache.disconnect()
+def make_cache(make_litellm_cache: MakeCache) -> MakeCache:
+    return make_litellm_cache
 
 
 @pytest.fixture

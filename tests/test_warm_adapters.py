@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,17 +91,8 @@ def warmed(tmp_path: Path, target: list[str]) -> None:
 
 
 @pytest.fixture
-async def semcache(
-    redis_url: str, index_prefix: str, embedder: Embedder
-) -> AsyncIterator[SemCache]:
-    previous = litellm.cache
-    cache = SemCache(
-        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, lookup_timeout=10.0
-    )
-    litellm.cache = cache
-    yield cache
-    litellm.cache = previous
-    await cache.disconnect()
+def semcache(make_litellm_cache: Callable[..., SemCache]) -> SemCache:
+    return make_litellm_cache(lookup_timeout=10.0)
 
 
 @pytest.fixture
