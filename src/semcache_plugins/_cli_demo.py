@@ -190,7 +190,8 @@ def run_demo(redis_url: str, *, out: Callable[[str], Any] = print) -> list[DemoR
     except ImportError as exc:
         raise ConfigurationError(
             f"semcache demo needs LiteLLM and LangChain ({exc.name} is missing): "
-            "pip install 'semcache-plugins[litellm,langchain]' langchain-openai"
+            "install the 'litellm' and 'langchain' extras and langchain-openai "
+            "(in a clone: pip install -e '.[litellm,langchain]' langchain-openai)"
         ) from exc
     _quiet_litellm()
     prefix = f"semcache-demo-{uuid.uuid4().hex[:8]}"

