@@ -1,0 +1,170 @@
+"""The learned verifier (``_verifier``): features of a pair, the shipped weights and their
+loader, fail-closed use in the guard step, and a gray-zone lookup through ``CacheCore`` with
+real Redis and the real model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pytest
+
+from semcache_plugins import CacheCore, ConfigurationError
+from semcache_plugins._compute import ModelWork
+from semcache_plugins._embedder import Embedder
+from semcache_plugins._flows import GuardCheck
+from semcache_plugins._stats import CacheStats
+from semcache_plugins._verifier import (
+    FEATURE_NAMES,
+    VERIFIER_FORMAT,
+    Verifier,
+    differing_spans,
+    load_verifier,
+    pair_features,
+    served_floor,
+    verifier_from_json,
+)
+
+F = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+# (query, cached, feature that must be 1, feature that must be 0)
+FLAGGED = [
+    ("Convert 5 km to miles", "Convert 6 km to miles", "number_mismatch", "one_sided"),
+    ("Book 2 seats for tonight", "Book 3 seats for tonight", "number_mismatch",
+     "negation_mismatch"),
+    ("Cancel my subscription", "Don't cancel my subscription", "negation_mismatch",
+     "number_mismatch"),
+    ("Is the shop open now?", "Is the shop not open now?", "negation_mismatch",
+     "question_mismatch"),
+    ("What is the capital of France?", "Why is the capital of France?", "question_mismatch",
+     "one_sided"),
+    ("Where do I send the form?", "When do I send the form?", "question_mismatch",
+     "number_mismatch"),
+    ("Reset my password", "Reset my password for the bank app", "one_sided", "number_mismatch"),
+    ("How do I top up my card quickly?", "How do I top up my card?", "one_sided",
+     "negation_mismatch"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("query", "cached", "on", "off"), FLAGGED)
+def test_features_flag_what_differs(query: str, cached: str, on: str, off: str) -> None:
+    x = pair_features(query, cached, 0.9, 0.5)
+    assert x.shape == (len(FEATURE_NAMES),)
+    assert x[F[on]] == 1.0 and x[F[off]] == 0.0
+    assert x[F["cosine"]] == 0.9 and 0.0 < x[F["diff_share"]] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("query", "cached"),
+    [
+        ("How do I reset my password?", "how do I reset my password"),
+        ("What is Redis?", "what is redis"),
+        ("Cancel my order, please", "cancel my order please"),
+    ],
+)
+def test_features_of_texts_that_differ_only_in_case_and_punctuation(
+    query: str, cached: str
+) -> None:
+    x = pair_features(query, cached, 0.97)  # no span to embed: no embed needed
+    assert x[F["span_cosine"]] == 1.0 and x[F["diff_share"]] == 0.0
+    assert x[F["overlap"]] == 1.0 and x[F["length_ratio"]] == 1.0 and x[F["edits"]] == 0.0
+
+
+def test_span_cosine_comes_from_the_differing_spans_only() -> None:
+    seen: list[list[str]] = []
+
+    def embed(texts: Sequence[str]) -> list[np.ndarray]:
+        seen.append(list(texts))
+        return [np.array([1.0, 0.0]), np.array([0.6, 0.8])]
+
+    x = pair_features("How do I freeze my card?", "How do I block my card?", 0.88, embed=embed)
+    assert seen == [["freeze", "block"]]
+    assert x[F["span_cosine"]] == pytest.approx(0.6)
+    assert differing_spans("pay 5 dollars now", "pay 7 dollars now") == (["#5"], ["#7"], 1)
+    with pytest.raises(ValueError):
+        pair_features("How do I freeze my card?", "How do I block my card?", 0.88)
+
+
+def test_served_floor() -> None:
+    assert served_floor(0.85, None) == 0.85
+    assert served_floor(0.85, 0.72) == 0.72
+    assert served_floor(0.70, 0.72) == 0.70
+
+
+# -- weights and loader -------------------------------------------------------------------
+
+
+def _shipped() -> dict[str, Any]:
+    text = resources.files("semcache_plugins").joinpath("verifier_weights.json").read_text()
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def test_shipped_weights_load_and_name_their_features() -> None:
+    data = _shipped()
+    verifier = load_verifier()
+    assert data["format"] == VERIFIER_FORMAT and tuple(data["features"]) == FEATURE_NAMES
+    assert len(verifier.digest) == 64 and 0.0 < verifier.cutoff < 1.0
+    assert 0.5 <= verifier.floor < 0.85
+    # no pair source but the shipped train-side data (never Quora, never a held-out half)
+    assert set(data["training"]["pairs"]) <= {"fow-design", "banking77", "clinc150", "synthetic"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format": VERIFIER_FORMAT + 1}, "format"),
+        ({"format": None}, "format"),
+        ({"features": ["cosine"]}, "other features"),
+        ({"weights": [1.0, 2.0]}, "shape"),
+        ({"scale": [0.0] * len(FEATURE_NAMES)}, "shape"),
+        ({"bias": "x"}, "unreadable"),
+    ],
+)
+def test_unusable_weights_are_a_clear_error(change: dict[str, Any], message: str) -> None:
+    data = {**_shipped(), **change}
+    with pytest.raises(ConfigurationError, match=message):
+        verifier_from_json(json.dumps(data))
+    with pytest.raises(ConfigurationError):
+        verifier_from_json("[1, 2]")
+
+
+# -- the guard step: fail closed ------------------------------------------------------------
+
+
+class _Raising(Verifier):
+    def verify(self, *args: Any, **kwargs: Any) -> bool:
+        raise RuntimeError("broken verifier")
+
+
+def _work(embedder: Embedder) -> tuple[ModelWork, CacheStats]:
+    stats = CacheStats()
+    return ModelWork(embedder, stats), stats
+
+
+def test_a_verifier_error_is_a_miss_not_an_error(embedder: Embedder) -> None:
+    work, stats = _work(embedder)
+    shipped = load_verifier()
+    work.verifier = _Raising(shipped.mean, shipped.scale, shipped.weights, shipped.bias,
+                             shipped.cutoff, shipped.floor)  # fmt: skip
+    query, cached = "How do I reset my password?", "How can I reset my password?"
+    assert not work.guard(GuardCheck(query, cached, 0.95, 0.85, True))
+    assert stats.snapshot()["guard_rejections"] == 1
+    # control: the same candidate without the verifier passes the rule guards
+    assert work.guard(GuardCheck(query, cached, 0.95, 0.85, False))
+
+
+def test_weights_that_cannot_load_turn_the_verifier_off(
+    embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreadable() -> Verifier:
+        return verifier_from_json(json.dumps({**_shipped(), "format": 99}))
+
+    monkeypatch.setattr("semcache_plugins._compute.load_verifier", unreadable)
+    work, _ = _work(embedder)
+    query, cached = "How do I reset my password?", "How can I reset my password?"
+    assert not work.guard(GuardCheck(query, cached, 0.80, 0.85, True))  # gray zone: a miss
+    assert work.guard(GuardCheck(query, cached, 0.95, 0.85, True))  # the threshold still serves
