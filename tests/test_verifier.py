@@ -4,6 +4,7 @@ real Redis and the real model."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
@@ -168,3 +169,64 @@ def test_weights_that_cannot_load_turn_the_verifier_off(
     query, cached = "How do I reset my password?", "How can I reset my password?"
     assert not work.guard(GuardCheck(query, cached, 0.80, 0.85, True))  # gray zone: a miss
     assert work.guard(GuardCheck(query, cached, 0.95, 0.85, True))  # the threshold still serves
+
+
+# -- through CacheCore, real Redis and model ------------------------------------------------
+
+# (stored, query): paraphrases whose cosine is in the gray zone (0.72 .. 0.85)
+GRAY_PARAPHRASES = [
+    ("How do I close my account?", "I want to shut down my account"),
+    ("Can I use my card abroad?", "Does my card work in other countries?"),
+    ("How do I reset my password?", "Help me change my password please"),
+]
+# (stored, query): traps the threshold alone would serve or whose cosine is in the gray zone
+GRAY_TRAPS = [
+    ("How do I freeze my card?", "How do I unfreeze my card?"),
+    (
+        "What's the fee for international transfers?",
+        "What's the limit for international transfers?",
+    ),
+    ("What's the exchange rate for euros?", "What's the exchange rate for pounds?"),
+    ("How do I open a savings account?", "How do I close a savings account?"),
+]
+
+
+@pytest.fixture
+async def cores(
+    redis_url: str, index_prefix: str, embedder: Embedder
+) -> AsyncIterator[tuple[CacheCore, CacheCore]]:
+    """Two cores on one index: the default (verifier off) and one with the verifier on. The
+    latter's verifier is the shipped model at a lower cutoff (0.25): the shipped cutoff serves
+    few gray-zone pairs (see bench/results/latest.md), and this test is about the path."""
+    plain = CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder,
+                      lookup_timeout=10.0)  # fmt: skip
+    verifying = CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder,
+                          lookup_timeout=10.0, verifier=True)  # fmt: skip
+    verifying._work.verifier = dataclasses.replace(load_verifier(), cutoff=0.25)
+    yield plain, verifying
+    await plain.aclose()
+    await verifying.aclose()
+
+
+def _user(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+def test_gray_zone_paraphrases_hit_only_with_the_verifier_and_traps_do_not(
+    cores: tuple[CacheCore, CacheCore],
+) -> None:
+    plain, verifying = cores
+    assert plain.settings.verifier is False and verifying.config.verifier_floor == 0.72
+    for n, (stored, _) in enumerate(GRAY_PARAPHRASES + GRAY_TRAPS):
+        plain.store(_user(stored), f"answer {n}", "m")
+    for n, (_, query) in enumerate(GRAY_PARAPHRASES):
+        assert plain.lookup(_user(query), "m") is None, query
+        hit = verifying.lookup(_user(query), "m")
+        assert hit is not None and hit.tier == "semantic" and hit.response == f"answer {n}"
+        assert 0.72 <= hit.similarity < 0.85
+    for _, query in GRAY_TRAPS:
+        assert plain.lookup(_user(query), "m") is None, query
+        assert verifying.lookup(_user(query), "m") is None, query
+    # control: an exact repeat is served by both
+    stored = GRAY_TRAPS[0][0]
+    assert verifying.lookup(_user(stored), "m").tier == "exact"  # type: ignore[union-attr]
