@@ -230,3 +230,50 @@ def test_gray_zone_paraphrases_hit_only_with_the_verifier_and_traps_do_not(
     # control: an exact repeat is served by both
     stored = GRAY_TRAPS[0][0]
     assert verifying.lookup(_user(stored), "m").tier == "exact"  # type: ignore[union-attr]
+
+
+# -- the shipped model's decisions on a table of pairs (real model, no Redis) -----------------
+
+ACCEPTED = [
+    ("How do I reset my password?", "I forgot my password, how can I reset it?"),
+    ("What is the capital of France?", "Which city is France's capital?"),
+    ("Why was my card declined?", "My card got declined, why?"),
+    ("How do I change my PIN?", "I need to change the PIN on my card"),
+    ("How do I reset my password?", "I need to reset my password, how?"),
+    ("How can I cancel my order?", "I want to cancel the order I placed"),
+]
+REFUSED = [
+    ("How do I reset my password?", "How do I reset my username?"),
+    ("Can I get a refund for my order?", "Can I get a refund for my flight?"),
+    (
+        "What's the fee for international transfers?",
+        "What's the limit for international transfers?",
+    ),
+    ("Is my card contactless?", "Is my card virtual?"),
+    ("How do I add money to my account?", "How do I withdraw money from my account?"),
+    ("How do I set up a direct debit?", "How do I cancel a direct debit?"),
+    ("Where can I find my account number?", "I can't find my account number, where is it?"),
+]
+
+
+DECISIONS = [(*p, True) for p in ACCEPTED] + [(*p, False) for p in REFUSED]
+
+
+@pytest.mark.parametrize(("query", "cached", "expected"), DECISIONS)
+def test_shipped_verifier_decisions(
+    embedder: Embedder, query: str, cached: str, expected: bool
+) -> None:
+    vq, vc = embedder.embed([query, cached])
+    verifier = load_verifier()
+    assert verifier.verify(query, cached, float(vq @ vc), embed=embedder.embed) is expected
+
+
+def test_verifier_settings(redis_url: str, index_prefix: str, embedder: Embedder) -> None:
+    with pytest.raises(ConfigurationError, match="verifier_floor"):
+        CacheCore(redis_url=redis_url, index_prefix=index_prefix, verifier_floor=0.2)
+    off = CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder,
+                    verifier=True, guards=False)  # fmt: skip
+    try:  # the verifier runs after the rule guards: without them it is off
+        assert off.config.verifier_floor is None
+    finally:
+        off.close()
