@@ -38,9 +38,7 @@ Curve = list[tuple[float, float]]
 Plot = list[tuple[str, dict[str, Curve], tuple[float, float]]]
 
 
-def evaluate(
-    name: str, lookups: list[ge.Lookup], emb: ge.CachedEmbedder, plot: Plot
-) -> list[str]:
+def evaluate(name: str, lookups: list[ge.Lookup], emb: ge.CachedEmbedder, plot: Plot) -> list[str]:
     verifier = load_verifier()
     threshold = DEFAULT_SIMILARITY_THRESHOLD
     sims = np.array([lk.similarity for lk in lookups])

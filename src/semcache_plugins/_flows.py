@@ -281,6 +281,7 @@ def lookup_flow(
         return LookupResult(None, "misses", vector)
     found = yield ReadEntries(tuple(key for _, key in close), config.signing_key is not None)
     candidates = _in_scope(config, plan, close, found, generation, now, semantic_tool_calls)
+    verifying = config.verifier_floor is not None  # the learned verifier judges each candidate
     for index, (similarity, record) in enumerate(candidates):
         if similarity < served_floor(config.threshold, config.verifier_floor):
             break  # candidates come nearest first
@@ -291,8 +292,7 @@ def lookup_flow(
             continue  # "2³" vs "23", "H₂O" vs "H2O", re-indented code: the same once normalized
         cached_text = _cached_tail(plan, normalize_text(record.prompt))
         if config.guards and not (
-            yield GuardCheck(plan.embed_text, cached_text, similarity, config.threshold,
-                             config.verifier_floor is not None)  # fmt: skip
+            yield GuardCheck(plan.embed_text, cached_text, similarity, config.threshold, verifying)
         ):
             continue
         hit = CacheHit(

@@ -60,7 +60,7 @@ FEATURE_NAMES = (
 
 _QUESTION_WORDS = frozenset(("what", "how", "why", "when", "where", "who", "which", "whose"))
 
-Embed = Callable[[Sequence[str]], Sequence[Any]]
+Embed = Callable[[Sequence[str]], "Sequence[Any] | np.ndarray"]
 
 
 def differing_spans(query: str, cached: str) -> tuple[list[str], list[str], int]:
