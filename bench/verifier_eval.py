@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from bench import guards_eval as ge
 from bench.train_verifier import Pair, features
+from semcache_plugins._embedder import Embedder
 from semcache_plugins._guards import DEFAULT_SIMILARITY_THRESHOLD
 from semcache_plugins._verifier import load_verifier
 
@@ -101,6 +103,28 @@ def draw(plot: Plot, path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def latency(lookups: list[ge.Lookup], rounds: int = 200) -> str:
+    """p50 of one query embedding vs the verifier on a gray-zone candidate (features plus
+    its one span embedding, not memoized), on the real model; figures, not assertions."""
+    embedder = Embedder()
+    verifier = load_verifier()
+    embedder.embed(["warm up"])
+    gray = [lk for lk in lookups if verifier.floor <= lk.similarity][:rounds]
+    query_ms, verify_ms = [], []
+    for lk in gray:
+        started = time.perf_counter()
+        embedder.embed([lk.query])
+        query_ms.append(1000 * (time.perf_counter() - started))
+        started = time.perf_counter()
+        verifier.verify(lk.query, lk.cached, lk.similarity, embed=embedder.embed)
+        verify_ms.append(1000 * (time.perf_counter() - started))
+    q, v = float(np.median(query_ms)), float(np.median(verify_ms))
+    return (
+        f"latency over {len(gray)} candidates: query embedding p50 {q:.2f} ms, "
+        f"verifier p50 {v:.2f} ms ({v / q:.2f}x)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--data", type=Path, default=ge.DATASETS)
@@ -123,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for row in evaluate(name, lookups, emb, plot):
             print(row, flush=True)
     draw(plot, args.plot)
+    print(latency(fow))
     print(f"plot: {args.plot}")
     return 0
 
