@@ -18,6 +18,7 @@ from ._flows import GuardCheck
 from ._guards import check_guards
 from ._stats import CacheStats
 from ._vectors import VectorMemo
+from ._verifier import Verifier, load_verifier
 
 __all__ = ["DeadlineExceeded", "ModelWork"]
 
@@ -45,6 +46,8 @@ class ModelWork:
         self._lock = threading.Lock()
         self._load = LoadEstimator()  # seconds per unit of sync model work
         self._inflight = 0
+        self.verifier: Verifier | None = None  # loaded on first use (``_verify``)
+        self._verifier_broken = False
 
     def embed_texts(self, texts: Sequence[str]) -> list[np.ndarray | None]:
         """Embed texts in one model call (memoized); None for a text longer than the model reads."""
@@ -82,10 +85,37 @@ class ModelWork:
         verdict = check_guards(
             op.query, op.cached, op.similarity, embed=self.embedder.embed, threshold=op.threshold
         )
-        if not verdict.allowed:
+        allowed, reason = verdict.allowed, verdict.reason
+        if allowed and op.verify:
+            allowed, reason = self._verify(op), "verifier"
+        if not allowed:
             self._stats.count("guard_rejections")
-            logger.debug("semcache: guard rejected a candidate (%s)", verdict.reason)
-        return verdict.allowed
+            logger.debug("semcache: guard rejected a candidate (%s)", reason)
+        return allowed
+
+    def _verify(self, op: GuardCheck) -> bool:
+        """The learned verifier's say. Any error is a miss for this candidate (fail closed);
+        weights that cannot be loaded turn it off (only the threshold serves, once logged)."""
+        try:
+            if self.verifier is None and not self._verifier_broken:
+                self.verifier = load_verifier()
+        except Exception as exc:  # a broken install must not fail the user's call
+            self._verifier_broken = True
+            logger.warning("semcache: learned verifier off: %s", exc)
+        if self.verifier is None:
+            return op.similarity >= op.threshold
+        try:
+            return self.verifier.verify(op.query, op.cached, op.similarity, embed=self._spans)
+        except Exception:
+            logger.warning("semcache: verifier failed; a miss", exc_info=True)
+            return False
+
+    def _spans(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Differing spans, embedded in one memoized model call."""
+        vectors = self.embed_texts(texts)
+        if any(vector is None for vector in vectors):
+            raise ValueError("a differing span is too long to embed")
+        return [vector for vector in vectors if vector is not None]
 
     def run(self, work: Callable[[], Any], deadline: float | None) -> Any:
         """Run model work inline, or on a worker thread waiting at most until ``deadline``.

@@ -102,6 +102,9 @@ class CacheCore(CoreDrivers):
                         max_response_bytes=self.settings.max_response_bytes,
                         agreement_margin=self.settings.agreement_margin,
                         generations=GenerationMemo(),
+                        verifier_floor=self.settings.verifier_floor
+                        if self.settings.verifier and self.settings.guards
+                        else None,
                     )
         return self._config
 

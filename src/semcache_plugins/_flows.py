@@ -39,6 +39,7 @@ from ._records import (
 from ._scope import RequestPlan, normalize_text
 from ._ttl import validate_max_age
 from ._types import CacheHit
+from ._verifier import served_floor
 
 __all__ = [
     "BumpGeneration",
@@ -118,6 +119,7 @@ class GuardCheck:
     cached: str
     similarity: float
     threshold: float = DEFAULT_SIMILARITY_THRESHOLD  # what differing template parts must reach
+    verify: bool = False  # also ask the learned verifier (``_verifier``)
 
 
 @dataclass(frozen=True)
@@ -152,18 +154,9 @@ class DeleteMatching:
 
 
 Op = (
-    ReadEntry
-    | ReadEntries
-    | ReadGenerations
-    | BumpGeneration
-    | EmbedQuery
-    | Search
-    | GuardCheck
-    | WriteEntry
-    | WriteBatch
-    | DeleteKeys
-    | DeleteMatching
-)
+    ReadEntry | ReadEntries | ReadGenerations | BumpGeneration | EmbedQuery | Search
+    | GuardCheck | WriteEntry | WriteBatch | DeleteKeys | DeleteMatching
+)  # fmt: skip
 Flow = Generator[Op, Any, Any]
 
 
@@ -178,6 +171,7 @@ class FlowConfig:
     max_response_bytes: int
     agreement_margin: float = 0.0  # with guards: neighbours this close must agree (0 = off)
     generations: GenerationMemo | None = None  # lookup -> store hand-over (see _generations)
+    verifier_floor: float | None = None  # with guards: serve from here if the verifier agrees
 
 
 @dataclass(frozen=True)
@@ -200,7 +194,8 @@ def _read(config: FlowConfig, fields: dict[str, Any], entry_id: str) -> StoredRe
 def _close_ids(config: FlowConfig, rows: list[dict[str, Any]]) -> list[tuple[float, str]]:
     """(similarity, key) of the KNN rows that can matter, nearest first. Rows further than the
     agreement margin below the threshold can neither hit nor disagree with a hit."""
-    floor = config.threshold - (config.agreement_margin if config.guards else 0.0)
+    floor = served_floor(config.threshold, config.verifier_floor)
+    floor -= config.agreement_margin if config.guards else 0.0
     close = []
     for row in rows:
         similarity = 1.0 - float(row.get("vector_distance", 2.0))
@@ -286,8 +281,9 @@ def lookup_flow(
         return LookupResult(None, "misses", vector)
     found = yield ReadEntries(tuple(key for _, key in close), config.signing_key is not None)
     candidates = _in_scope(config, plan, close, found, generation, now, semantic_tool_calls)
+    verifying = config.verifier_floor is not None  # the learned verifier judges each candidate
     for index, (similarity, record) in enumerate(candidates):
-        if similarity < config.threshold:
+        if similarity < served_floor(config.threshold, config.verifier_floor):
             break  # candidates come nearest first
         if config.guards and not answers_agree(candidates, index, config.agreement_margin):
             logger.debug("semcache: neighbours of %s disagree; a miss", plan.entry_id)
@@ -296,7 +292,7 @@ def lookup_flow(
             continue  # "2³" vs "23", "H₂O" vs "H2O", re-indented code: the same once normalized
         cached_text = _cached_tail(plan, normalize_text(record.prompt))
         if config.guards and not (
-            yield GuardCheck(plan.embed_text, cached_text, similarity, config.threshold)
+            yield GuardCheck(plan.embed_text, cached_text, similarity, config.threshold, verifying)
         ):
             continue
         hit = CacheHit(

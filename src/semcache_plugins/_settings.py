@@ -84,6 +84,17 @@ class CacheSettings(BaseSettings):
         description="With guards: a hit needs every neighbour within this cosine margin to hold "
         "the same answer (0 turns it off).",
     )
+    verifier: bool = Field(
+        default=False,
+        description="With guards: a learned verifier (_verifier) judges every candidate from "
+        "verifier_floor up; off by default (see bench/results/latest.md).",
+    )
+    verifier_floor: float = Field(
+        default=0.72,
+        ge=0.5,
+        le=1.0,
+        description="With the verifier: the lowest similarity it may serve from.",
+    )
     preload: bool = Field(
         default=False, description="Load the model in the constructor: a broken one fails there."
     )
