@@ -221,6 +221,7 @@ def _in_scope(
 ) -> list[tuple[float, StoredRecord]]:
     """The records read back for ``close`` that are ``servable`` (tool calls if allowed)."""
     candidates = []
+    found = [None if f and f.get("demoted") else f for f in found]  # demoted by an audit
     for (similarity, key), fields in zip(close, found, strict=True):
         record = None if fields is None else _read(config, fields, key.rsplit(":", 1)[-1])
         if record is None or (record.has_tool_calls and not semantic_tool_calls):

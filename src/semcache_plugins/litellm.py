@@ -34,6 +34,7 @@ from typing import Any
 
 from litellm.caching.caching import Cache, CacheMode
 
+from ._audit_adapters import audit_litellm_hit
 from ._core import CacheCore, adapter_core
 from ._embedder import Embedder
 from ._errors import ConfigurationError
@@ -188,12 +189,12 @@ class SemCache(Cache):
             if prepared is None:
                 return None
             request, lookup = prepared
+            hit = self.core.lookup(**lookup)
             response = served_response(
-                self.core.lookup(**lookup),
-                text=request.text,
-                model=request.model,
-                stream=request.stream,
+                hit, text=request.text, model=request.model, stream=request.stream
             )
+            if hit is not None and response is not None and self.core._auditor.served(hit):
+                audit_litellm_hit(self.core, hit, request.core_args(), kwargs, text=request.text)
         except Exception as exc:
             self._failed("lookup", kwargs, exc)
             return None
@@ -207,12 +208,12 @@ class SemCache(Cache):
             if prepared is None:
                 return None
             request, lookup = prepared
+            hit = await self.core.alookup(**lookup)
             response = served_response(
-                await self.core.alookup(**lookup),
-                text=request.text,
-                model=request.model,
-                stream=request.stream,
+                hit, text=request.text, model=request.model, stream=request.stream
             )
+            if hit is not None and response is not None and self.core._auditor.served(hit):
+                audit_litellm_hit(self.core, hit, request.core_args(), kwargs, text=request.text)
         except Exception as exc:
             self._failed("lookup", kwargs, exc)
             return None
