@@ -31,6 +31,7 @@ __all__ = [
     "answer_text",
     "compare_answers",
     "false_hit_estimate",
+    "format_rate",
     "is_demoted",
     "wilson_interval",
 ]
@@ -68,6 +69,15 @@ def false_hit_estimate(audited: int, disagreements: int) -> dict[str, float | No
     low, high = wilson_interval(disagreements, audited)
     rate = disagreements / audited if audited else None
     return {"false_hit_rate": rate, "false_hit_rate_low": low, "false_hit_rate_high": high}
+
+
+def format_rate(estimate: Mapping[str, Any]) -> str:
+    """A ``false_hit_estimate`` as one phrase: "1.25% (95% interval 0.40% - 3.90%)"."""
+    rate = estimate.get("false_hit_rate")
+    if rate is None:
+        return "no audits yet"
+    low, high = estimate["false_hit_rate_low"], estimate["false_hit_rate_high"]
+    return f"{rate:.2%} (95% interval {low:.2%} - {high:.2%})"
 
 
 class AuditSampler:

@@ -23,13 +23,20 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
-from ._audit import DEMOTED_FIELD, AuditRecord, AuditSampler, answer_text, compare_answers
+from ._audit import (
+    DEMOTED_FIELD,
+    AuditRecord,
+    AuditSampler,
+    answer_text,
+    compare_answers,
+    false_hit_estimate,
+)
 from ._types import CacheHit
 
 if TYPE_CHECKING:
     from ._core import CacheCore
 
-__all__ = ["Auditor", "audit_counts_key", "audit_log_key", "read_audit"]
+__all__ = ["Auditor", "audit_counts_key", "audit_log_key", "audit_summary", "read_audit"]
 
 logger = logging.getLogger("semcache_plugins")
 _PENDING_MAX = 1024
@@ -64,6 +71,18 @@ def read_audit(client: Any, index_name: str) -> tuple[dict[str, int], list[Audit
         AuditRecord.from_json(item) for item in client.lrange(audit_log_key(index_name), 0, -1)
     ]
     return numbers, [record for record in records if record is not None]
+
+
+def audit_summary(counts: dict[str, int]) -> dict[str, object]:
+    """Served semantic hits, audits, disagreements and the estimated false-hit rate (95%
+    Wilson interval) from an index's audit counts."""
+    audited, disagreements = counts.get("audited", 0), counts.get("disagreements", 0)
+    return {
+        "semantic_hits_served": counts.get("served", 0),
+        "audited": audited,
+        "disagreements": disagreements,
+        **false_hit_estimate(audited, disagreements),
+    }
 
 
 class Auditor:
