@@ -3,6 +3,7 @@ accounting) and the core against real Redis (demotion, shadow mode, the disagree
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from semcache_plugins._audit import (
     AuditSampler,
     compare_answers,
     false_hit_estimate,
+    format_rate,
     is_demoted,
     wilson_interval,
 )
@@ -329,3 +331,60 @@ def test_serving_core_samples_nothing_by_default(make_core: Any) -> None:
     assert hit is not None and hit.tier == "semantic"
     assert not core._auditor.served(hit)
     assert core.stats()["shadow_hits_semantic"] == 0
+
+
+# -- semcache audit / stats, Prometheus ---------------------------------------------------
+
+
+def test_cli_audit_lists_disagreements_worst_first(
+    make_core: Any, redis_url: str, index_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from semcache_plugins._cli import main
+
+    core = make_core(audit_demote_after=100)
+    entry = core.store(ask(QUESTION), chat(ANSWER), "m")
+    hit = core.lookup(ask(PARAPHRASE), "m")
+    assert hit is not None
+    judge(core, hit, ANSWER)  # agrees: counted, not listed
+    judge(core, hit, WRONG)  # far from the cached answer
+    judge(core, hit, "Open Settings, choose Privacy, then Delete account and confirm by email.")
+    capsys.readouterr()
+    assert main(["audit", "--redis-url", redis_url, "--index-prefix", index_prefix]) == 0
+    out = capsys.readouterr().out
+    assert "audited 3, disagreements 2" in out
+    rate = format_rate(false_hit_estimate(3, 2))
+    assert rate in out and "95% interval" in out
+    assert out.index(WRONG[:40]) < out.index("Delete account")  # worst (least similar) first
+    assert out.count(f"semcache delete --index-prefix {index_prefix} {entry}") == 2
+
+    assert main(["audit", "--json", "--redis-url", redis_url, "--index-prefix", index_prefix]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    similarities = [row["answer_similarity"] for row in report["worst"]]
+    assert similarities == sorted(similarities) and len(similarities) == 2
+    assert report["false_hit_rate"] == pytest.approx(2 / 3)
+
+    assert main(["stats", "--redis-url", redis_url, "--index-prefix", index_prefix]) == 0
+    assert f"audited 3, disagreements 2, est. false-hit rate {rate}" in capsys.readouterr().out
+
+
+def test_prometheus_reports_audits_and_the_estimate(make_core: Any) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from semcache_plugins.metrics import PrometheusMetrics
+
+    registry = CollectorRegistry()
+    core = make_core(serve=False)
+    PrometheusMetrics(core, registry)
+    text = generate_latest(registry).decode()
+    assert 'semcache_false_hit_rate{bound="estimate"} NaN' in text  # no audit yet
+    core.store(ask(QUESTION), chat(ANSWER), "m")
+    assert core.lookup(ask(PARAPHRASE), "m") is None  # shadow mode
+    core.store(ask(PARAPHRASE), chat(WRONG), "m")
+    assert core._auditor.drain(30)
+    text = generate_latest(registry).decode()
+    assert 'semcache_shadow_hits_total{tier="semantic"} 1.0' in text
+    assert "semcache_audited_total 1.0" in text
+    assert "semcache_audit_disagreements_total 1.0" in text
+    assert 'semcache_false_hit_rate{bound="estimate"} 1.0' in text
+    low = wilson_interval(1, 1)[0]
+    assert f'semcache_false_hit_rate{{bound="low"}} {low}' in text
