@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +54,8 @@ def audit_litellm_hit(
     *,
     text: bool,
 ) -> None:
-    """Repeat a served call in the background (a task on a running loop, else a thread);
+    """Repeat a served call in the background (a task on a running loop, else
+    the auditor's call threads);
     never raises (an audit that cannot start is logged and lost, the hit is still served)."""
     try:
         _start_audit(core, hit, core_args, kwargs, text=text)
@@ -99,7 +99,7 @@ def _start_audit(
         except Exception as exc:
             logger.warning("semcache: audit call for entry %s failed: %s", hit.entry_id, exc)
 
-    threading.Thread(target=run, name="semcache-audit-call", daemon=True).start()
+    core._auditor.run_call(run)
 
 
 async def _arepeat(call: dict[str, Any], judge: Any, *, text: bool) -> None:

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +96,8 @@ class Auditor:
         self._lock = threading.Lock()
         self._pending: OrderedDict[str, tuple[CacheHit, str, bool]] = OrderedDict()
         self._futures: set[Future[None]] = set()
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: ThreadPoolExecutor | None = None  # judging: one thread, in order
+        self._call_executor: ThreadPoolExecutor | None = None  # provider calls of audits
         self._served = 0  # semantic hits served since the last write of the counts
 
     # -- deciding -------------------------------------------------------------------------
@@ -142,6 +144,15 @@ class Auditor:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="semcache-audit")
             future = self._executor.submit(self._judge, hit, query, fresh, shadow)
+            self._futures.add(future)
+        future.add_done_callback(self._done)
+
+    def run_call(self, call: Callable[[], None]) -> None:
+        """Run a provider call of an audit (a sync adapter's) on the audit call threads."""
+        with self._lock:
+            if self._call_executor is None:
+                self._call_executor = ThreadPoolExecutor(4, thread_name_prefix="semcache-audit")
+            future = self._call_executor.submit(call)
             self._futures.add(future)
         future.add_done_callback(self._done)
 
@@ -212,13 +223,23 @@ class Auditor:
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait for the audits under way; True when none is left (tests, notebooks, close)."""
-        with self._lock:
-            futures = set(self._futures)
-        done, not_done = wait(futures, timeout=timeout)
-        return not not_done
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # a finished call may have queued its judgement
+            with self._lock:
+                futures = set(self._futures)
+            if not futures:
+                return True
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            _, not_done = wait(futures, timeout=left)
+            if not_done:
+                return False
 
     def close(self) -> None:
         """Finish the audits under way and stop the worker thread."""
+        with self._lock:
+            calls, self._call_executor = self._call_executor, None
+        if calls is not None:
+            calls.shutdown(wait=True)
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
