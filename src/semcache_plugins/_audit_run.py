@@ -17,6 +17,7 @@ reads with the other fields (``_flows._in_scope``): the entry then answers exact
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -92,7 +93,11 @@ class Auditor:
 
     def __init__(self, core: CacheCore, sampler: AuditSampler | None = None) -> None:
         self._core = core
-        self.sampler = sampler if sampler is not None else AuditSampler(core.settings.audit_rate)
+        settings = core.settings
+        self.sampler = sampler or AuditSampler(
+            settings.audit_rate,
+            random.Random(settings.audit_seed),  # noqa: S311 - sampling
+        )
         self._lock = threading.Lock()
         self._pending: OrderedDict[str, tuple[CacheHit, str, bool]] = OrderedDict()
         self._futures: set[Future[None]] = set()

@@ -113,6 +113,9 @@ class CacheSettings(BaseSettings):
     audit_demote_after: int = Field(
         default=2, ge=1, description="Disagreements after which an entry serves exact hits only."
     )
+    audit_seed: int | None = Field(
+        default=None, description="Seed of the audit sampler (reproducible runs); None: random."
+    )
     audit_log_size: int = Field(default=1000, ge=1, le=100_000)
     audit_log_ttl: int = Field(default=30 * 86_400, gt=0, description="Seconds audit data is kept.")
 
