@@ -53,12 +53,13 @@ def audit_litellm_hit(
     kwargs: Mapping[str, Any],
     *,
     text: bool,
+    asynchronous: bool,
 ) -> None:
-    """Repeat a served call in the background (a task on a running loop, else
-    the auditor's call threads);
+    """Repeat a served call in the background (``asynchronous``: a task on the running loop,
+    else the auditor's call threads: a sync call may come from a thread whose loop is busy);
     never raises (an audit that cannot start is logged and lost, the hit is still served)."""
     try:
-        _start_audit(core, hit, core_args, kwargs, text=text)
+        _start_audit(core, hit, core_args, kwargs, text=text, asynchronous=asynchronous)
     except Exception as exc:
         logger.warning("semcache: audit of entry %s not started: %s", hit.entry_id, exc)
 
@@ -70,6 +71,7 @@ def _start_audit(
     kwargs: Mapping[str, Any],
     *,
     text: bool,
+    asynchronous: bool,
 ) -> None:
     query = _query(core, **core_args)
     call = audit_call_kwargs(kwargs)
@@ -81,12 +83,8 @@ def _start_audit(
         if fresh is not None:
             core._auditor.judge_later(hit, query, fresh[0])
 
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    if loop is not None:
-        task = loop.create_task(_arepeat(call, judge, text=text))
+    if asynchronous:  # async_get_cache: a task on the caller's loop
+        task = asyncio.get_running_loop().create_task(_arepeat(call, judge, text=text))
         _TASKS.add(task)
         task.add_done_callback(_TASKS.discard)
         return

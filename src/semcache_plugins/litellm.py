@@ -194,7 +194,14 @@ class SemCache(Cache):
                 hit, text=request.text, model=request.model, stream=request.stream
             )
             if hit is not None and response is not None and self.core._auditor.served(hit):
-                audit_litellm_hit(self.core, hit, request.core_args(), kwargs, text=request.text)
+                audit_litellm_hit(
+                    self.core,
+                    hit,
+                    request.core_args(),
+                    kwargs,
+                    text=request.text,
+                    asynchronous=False,
+                )
         except Exception as exc:
             self._failed("lookup", kwargs, exc)
             return None
@@ -213,7 +220,14 @@ class SemCache(Cache):
                 hit, text=request.text, model=request.model, stream=request.stream
             )
             if hit is not None and response is not None and self.core._auditor.served(hit):
-                audit_litellm_hit(self.core, hit, request.core_args(), kwargs, text=request.text)
+                audit_litellm_hit(
+                    self.core,
+                    hit,
+                    request.core_args(),
+                    kwargs,
+                    text=request.text,
+                    asynchronous=True,
+                )
         except Exception as exc:
             self._failed("lookup", kwargs, exc)
             return None
