@@ -155,6 +155,25 @@ def test_litellm_without_audit_rate_makes_no_extra_calls(
     assert fake.count() == 1 and audits(core) == (0, 0)
 
 
+def test_litellm_a_failing_audit_call_never_fails_the_hit(
+    make_core: Any, litellm_cache: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    core = make_core(audit_rate=1.0)
+    litellm_cache(core)
+
+    def call(text: str, mock: Any) -> Any:
+        messages = [{"role": "user", "content": text}]
+        return litellm.completion(model=MODEL, messages=messages, mock_response=mock)
+
+    assert call(QUESTION, ANSWER).choices[0].message.content == ANSWER
+    # LiteLLM's mock raises this for the audit's repeat; the user's call is a hit, never sent
+    hit = call(PARAPHRASE, litellm.ServiceUnavailableError("down", "openai", MODEL))
+    assert hit.choices[0].message.content == ANSWER and served_entry(hit) is not None
+    assert core._auditor.drain(120)
+    assert audits(core) == (0, 0)  # the audit is lost, nothing else
+    assert "audit call for entry" in caplog.text
+
+
 async def test_litellm_async_audit_runs_as_a_task(
     fake: FakeOpenAI, make_core: Any, litellm_cache: Any
 ) -> None:
@@ -238,10 +257,11 @@ def test_langchain_audit_withholds_the_hit_and_judges_the_answer(
     assert fake.count() == 2
     wait_for(lambda: audits(cache.core)[0] == 1, "the audit")
     assert audits(cache.core) == (1, disagreements)
-    _, log = read_audit(redis_client, cache.core.layout.name)
+    counts, log = read_audit(redis_client, cache.core.layout.name)
     assert [(r.query, r.matched_prompt, r.fresh) for r in log] == (
         [(PARAPHRASE, QUESTION, WRONG)] if disagreements else []
     )
+    assert "served" not in counts  # the sampled hit was withheld, not served
 
 
 async def test_langchain_async_audit(fake: FakeOpenAI, langchain_cache: Any) -> None:

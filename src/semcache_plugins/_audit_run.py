@@ -126,6 +126,8 @@ class Auditor:
         """Remember a hit that was not served (shadow mode, or an audit the adapter cannot run
         in the background): the provider's answer, once stored for ``request_id``, is judged."""
         with self._lock:
+            if not shadow:  # a sampled hit withheld after all: not served
+                self._served = max(0, self._served - 1)
             self._pending[request_id] = (hit, query, shadow)
             self._pending.move_to_end(request_id)
             while len(self._pending) > _PENDING_MAX:
