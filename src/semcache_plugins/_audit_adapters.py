@@ -1,8 +1,9 @@
 """How each adapter audits a served semantic hit (``audit_rate``).
 
-LiteLLM: the hit is returned at once; a background thread (sync calls) or task (async calls)
-repeats the call through LiteLLM with ``cache={"no-cache": True, "no-store": True}`` and hands
-the fresh answer to the core's ``Auditor``.
+LiteLLM (chat completions; text completions are not audited): the hit is returned at once;
+a background thread (sync calls) or task (async calls) repeats the call through LiteLLM with
+``cache={"no-cache": True, "no-store": True}`` and hands the fresh answer to the core's
+``Auditor``.
 
 LangChain: ``BaseCache.lookup`` gets no model to call, so a sampled hit is *withheld*: the
 lookup answers "miss", LangChain calls the model as it would without a cache, and the answer
@@ -48,18 +49,20 @@ def _query(core: CacheCore, messages: Any, model: str, params: Any, namespace: A
 
 def audit_litellm_hit(
     core: CacheCore,
-    hit: CacheHit,
+    hit: CacheHit | None,
     core_args: Mapping[str, Any],
     kwargs: Mapping[str, Any],
     *,
-    text: bool,
     asynchronous: bool,
 ) -> None:
-    """Repeat a served call in the background (``asynchronous``: a task on the running loop,
-    else the auditor's call threads: a sync call may come from a thread whose loop is busy);
-    never raises (an audit that cannot start is logged and lost, the hit is still served)."""
+    """Count a served hit; if it is a semantic one sampled for audit, repeat the call in the
+    background (``asynchronous``: a task on the running loop, else the auditor's call threads:
+    a sync call may come from a thread whose loop is busy). Never raises: an audit that cannot
+    start is logged and lost, and the hit is still served."""
+    if hit is None or not core._auditor.served(hit):
+        return  # no hit, an exact one, or not sampled
     try:
-        _start_audit(core, hit, core_args, kwargs, text=text, asynchronous=asynchronous)
+        _start_audit(core, hit, core_args, kwargs, asynchronous=asynchronous)
     except Exception as exc:
         logger.warning("semcache: audit of entry %s not started: %s", hit.entry_id, exc)
 
@@ -70,7 +73,6 @@ def _start_audit(
     core_args: Mapping[str, Any],
     kwargs: Mapping[str, Any],
     *,
-    text: bool,
     asynchronous: bool,
 ) -> None:
     query = _query(core, **core_args)
@@ -79,12 +81,12 @@ def _start_audit(
     def judge(result: Any) -> None:
         from ._litellm_convert import stored_response
 
-        fresh = stored_response(result, text=text)
+        fresh = stored_response(result, text=False)
         if fresh is not None:
             core._auditor.judge_later(hit, query, fresh[0])
 
     if asynchronous:  # async_get_cache: a task on the caller's loop
-        task = asyncio.get_running_loop().create_task(_arepeat(call, judge, text=text))
+        task = asyncio.get_running_loop().create_task(_arepeat(call, judge))
         _TASKS.add(task)
         task.add_done_callback(_TASKS.discard)
         return
@@ -93,18 +95,18 @@ def _start_audit(
         import litellm
 
         try:
-            judge((litellm.text_completion if text else litellm.completion)(**call))
+            judge(litellm.completion(**call))
         except Exception as exc:
             logger.warning("semcache: audit call for entry %s failed: %s", hit.entry_id, exc)
 
     core._auditor.run_call(run)
 
 
-async def _arepeat(call: dict[str, Any], judge: Any, *, text: bool) -> None:
+async def _arepeat(call: dict[str, Any], judge: Any) -> None:
     import litellm
 
     try:
-        result = await (litellm.atext_completion if text else litellm.acompletion)(**call)
+        result = await litellm.acompletion(**call)
         judge(result)
     except Exception as exc:
         logger.warning("semcache: audit call failed: %s", exc)

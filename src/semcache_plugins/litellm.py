@@ -193,15 +193,8 @@ class SemCache(Cache):
             response = served_response(
                 hit, text=request.text, model=request.model, stream=request.stream
             )
-            if hit is not None and response is not None and self.core._auditor.served(hit):
-                audit_litellm_hit(
-                    self.core,
-                    hit,
-                    request.core_args(),
-                    kwargs,
-                    text=request.text,
-                    asynchronous=False,
-                )
+            if response is not None and not request.text:  # chat only (see _audit_adapters)
+                audit_litellm_hit(self.core, hit, request.core_args(), kwargs, asynchronous=False)
         except Exception as exc:
             self._failed("lookup", kwargs, exc)
             return None
@@ -219,15 +212,8 @@ class SemCache(Cache):
             response = served_response(
                 hit, text=request.text, model=request.model, stream=request.stream
             )
-            if hit is not None and response is not None and self.core._auditor.served(hit):
-                audit_litellm_hit(
-                    self.core,
-                    hit,
-                    request.core_args(),
-                    kwargs,
-                    text=request.text,
-                    asynchronous=True,
-                )
+            if response is not None and not request.text:  # chat only (see _audit_adapters)
+                audit_litellm_hit(self.core, hit, request.core_args(), kwargs, asynchronous=True)
         except Exception as exc:
             self._failed("lookup", kwargs, exc)
             return None
