@@ -195,6 +195,25 @@ async def test_litellm_async_audit_runs_as_a_task(
     assert audits(core) == (1, 1) and fake.count() == 2
 
 
+def test_litellm_router_audit_repeats_the_deployment_call(
+    fake: FakeOpenAI, make_core: Any, litellm_cache: Any
+) -> None:
+    core = make_core(audit_rate=1.0)
+    litellm_cache(core)
+    fake.answers[PARAPHRASE] = WRONG
+    deployment = {"model": "openai/deployment-a", "api_base": fake.api_base, "api_key": "k"}
+    router = litellm.Router(
+        model_list=[{"model_name": "support", "litellm_params": deployment}],
+        cache_responses=True,
+    )
+    router.completion(model="support", messages=[{"role": "user", "content": QUESTION}])
+    hit = router.completion(model="support", messages=[{"role": "user", "content": PARAPHRASE}])
+    assert hit.choices[0].message.content == ANSWER and served_entry(hit) is not None
+    assert core._auditor.drain(60)
+    assert audits(core) == (1, 1) and fake.count() == 2
+    assert fake.requests[-1][1]["model"] == "deployment-a"  # the deployment's own call
+
+
 def test_litellm_shadow_mode_serves_nothing_and_still_stores(
     fake: FakeOpenAI, make_core: Any, litellm_cache: Any, redis_client: redis.Redis
 ) -> None:
