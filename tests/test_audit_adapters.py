@@ -195,6 +195,28 @@ async def test_litellm_async_audit_runs_as_a_task(
     assert audits(core) == (1, 1) and fake.count() == 2
 
 
+def test_litellm_streamed_hit_is_audited_with_a_plain_call(
+    fake: FakeOpenAI, make_core: Any, litellm_cache: Any
+) -> None:
+    core = make_core(audit_rate=1.0)
+    litellm_cache(core)
+    fake.answers[PARAPHRASE] = WRONG
+    complete(fake, QUESTION)
+    chunks = litellm.completion(
+        model=MODEL,
+        messages=[{"role": "user", "content": PARAPHRASE}],
+        api_base=fake.api_base,
+        api_key="x",
+        temperature=0,
+        stream=True,
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+    assert text == ANSWER  # the cached answer, replayed as a stream
+    assert core._auditor.drain(60)
+    assert audits(core) == (1, 1) and fake.count() == 2
+    assert not fake.requests[-1][1].get("stream")
+
+
 def test_litellm_router_audit_repeats_the_deployment_call(
     fake: FakeOpenAI, make_core: Any, litellm_cache: Any
 ) -> None:
