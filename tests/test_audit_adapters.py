@@ -23,7 +23,7 @@ import litellm  # noqa: E402
 from fake_openai import FakeOpenAI  # noqa: E402
 from semcache_plugins import CacheCore, Embedder  # noqa: E402
 from semcache_plugins._audit_run import read_audit  # noqa: E402
-from semcache_plugins.langchain import LangChainSemCache  # noqa: E402
+from semcache_plugins.langchain import LangChainSemCache, cached  # noqa: E402
 from semcache_plugins.litellm import SemCache  # noqa: E402
 
 MODEL = "openai/gpt-4o-mini"
@@ -326,6 +326,17 @@ def test_langchain_shadow_mode_serves_nothing(fake: FakeOpenAI, langchain_cache:
     assert cache.core._auditor.drain(30)
     stats = cache.stats()
     assert (stats["shadow_hits_exact"], stats["shadow_hits_semantic"]) == (1, 1)
+    assert audits(cache.core) == (1, 1)
+
+
+def test_langchain_cached_stream_is_audited(fake: FakeOpenAI, langchain_cache: Any) -> None:
+    cache = langchain_cache(audit_rate=1.0)
+    streaming = cached(chat_model(fake, cache))
+    fake.answers[PARAPHRASE] = WRONG
+    assert "".join(str(c.content) for c in streaming.stream([HumanMessage(QUESTION)])) == ANSWER
+    streamed = "".join(str(c.content) for c in streaming.stream([HumanMessage(PARAPHRASE)]))
+    assert streamed == WRONG and fake.count() == 2  # withheld: the model streamed its answer
+    assert cache.core._auditor.drain(30)
     assert audits(cache.core) == (1, 1)
 
 
