@@ -17,6 +17,7 @@ from semcache_plugins._audit import (
     AuditRecord,
     AuditSampler,
     compare_answers,
+    demoted_ids,
     false_hit_estimate,
     format_rate,
     is_demoted,
@@ -388,3 +389,38 @@ def test_prometheus_reports_audits_and_the_estimate(make_core: Any) -> None:
     assert 'semcache_false_hit_rate{bound="estimate"} 1.0' in text
     low = wilson_interval(1, 1)[0]
     assert f'semcache_false_hit_rate{{bound="low"}} {low}' in text
+
+
+# A close neighbour of QUESTION: the agreement test weighs both against PARAPHRASE.
+NEIGHBOUR = "How do I reset my online banking password quickly?"
+
+
+@pytest.mark.parametrize(
+    ("neighbour_answer", "served"),
+    [(WRONG, None), (ANSWER, ANSWER)],
+    ids=["other-answer-still-vetoes", "same-answer-serves"],
+)
+def test_a_demoted_entry_is_a_neighbour_but_never_an_answer(
+    make_core: Any, neighbour_answer: str, served: str | None
+) -> None:
+    core = make_core(audit_demote_after=1)
+    entry = core.store(ask(QUESTION), chat(ANSWER), "m")
+    core.store(ask(NEIGHBOUR), chat(neighbour_answer), "m")
+    hit = core.lookup(ask(PARAPHRASE), "m")
+    assert (hit and hit.entry_id) == (entry if served else None)  # before: nearest, or vetoed
+    nearest = CacheHit(chat(ANSWER), "semantic", 0.99, QUESTION, entry, 0.0)
+    judge(core, nearest, WRONG)  # demotes the nearest entry
+    after = core.lookup(ask(PARAPHRASE), "m")
+    if served is None:  # the demoted entry's other answer keeps the neighbour from answering
+        assert after is None
+    else:  # the neighbour holds the same answer and may serve it
+        assert after is not None and after.entry_id != entry
+        assert after.response["choices"][0]["message"]["content"] == served
+    exact = core.lookup(ask(QUESTION), "m")
+    assert exact is not None and exact.tier == "exact"
+
+
+def test_demoted_ids_reads_the_flag_of_each_candidate() -> None:
+    close = [(0.99, "p:s2.x:aa"), (0.95, "p:s2.x:bb"), (0.9, "p:s2.x:cc")]
+    found: list[dict[str, Any] | None] = [{"demoted": b"1"}, {"demoted": None}, None]
+    assert demoted_ids(close, found) == frozenset({"aa"})

@@ -30,6 +30,7 @@ __all__ = [
     "SHORT_ANSWER_CHARS",
     "answer_text",
     "compare_answers",
+    "demoted_ids",
     "false_hit_estimate",
     "format_rate",
     "is_demoted",
@@ -199,3 +200,16 @@ def is_demoted(fields: Mapping[str, Any] | None) -> bool:
         return False
     value = fields.get(DEMOTED_FIELD)
     return value not in (None, b"", "", b"0", "0")
+
+
+def demoted_ids(
+    close: Sequence[tuple[float, str]], found: Sequence[Mapping[str, Any] | None]
+) -> frozenset[str]:
+    """The entry ids among a lookup's candidates (``close``: (similarity, key); ``found``:
+    their fields) that an audit demoted. The lookup keeps them as neighbours, so a demoted
+    entry with another answer still makes a close neighbour a miss, but never serves them."""
+    return frozenset(
+        key.rsplit(":", 1)[-1]
+        for (_, key), fields in zip(close, found, strict=True)
+        if is_demoted(fields)
+    )
