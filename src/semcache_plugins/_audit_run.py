@@ -10,8 +10,9 @@ key prefix, so never indexed) and expiring after ``audit_log_ttl``:
 - ``<index>:audit:log``: the latest ``audit_log_size`` disagreements (JSON ``AuditRecord``).
 
 A disagreement also increments the entry's ``disagreements`` field; at
-``audit_demote_after`` the entry gets the ``demoted`` flag, which the lookup's candidate filter
-reads with the other fields (``_flows._in_scope``): the entry then answers exact repeats only.
+``audit_demote_after`` the entry gets the ``demoted`` flag, which the lookup reads with the
+other fields (``_flows.lookup_flow``): the entry then answers exact repeats only, and is still a
+neighbour in the agreement test.
 """
 
 from __future__ import annotations
