@@ -424,3 +424,14 @@ def test_demoted_ids_reads_the_flag_of_each_candidate() -> None:
     close = [(0.99, "p:s2.x:aa"), (0.95, "p:s2.x:bb"), (0.9, "p:s2.x:cc")]
     found: list[dict[str, Any] | None] = [{"demoted": b"1"}, {"demoted": None}, None]
     assert demoted_ids(close, found) == frozenset({"aa"})
+
+
+def test_audits_after_close_are_dropped(make_core: Any) -> None:
+    core = make_core()
+    core.store(ask(QUESTION), chat(ANSWER), "m")
+    hit = core.lookup(ask(PARAPHRASE), "m")
+    assert hit is not None
+    core.close()
+    core._auditor.judge_later(hit, PARAPHRASE, chat(WRONG))
+    core._auditor.run_call(lambda: None)
+    assert core._auditor.drain(5) and core.stats()["audited"] == 0

@@ -150,6 +150,8 @@ class Auditor:
         """Compare ``fresh`` with the hit's answer and record the verdict, off this thread."""
         with self._lock:
             if self._executor is None:
+                if self._core._closed:
+                    return  # too late: the core is closed (audits under way at close finish)
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="semcache-audit")
             future = self._executor.submit(self._judge, hit, query, fresh, shadow)
             self._futures.add(future)
@@ -159,6 +161,8 @@ class Auditor:
         """Run a provider call of an audit (a sync adapter's) on the audit call threads."""
         with self._lock:
             if self._call_executor is None:
+                if self._core._closed:
+                    return
                 self._call_executor = ThreadPoolExecutor(4, thread_name_prefix="semcache-audit")
             future = self._call_executor.submit(call)
             self._futures.add(future)
