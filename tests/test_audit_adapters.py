@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -22,6 +23,7 @@ import litellm  # noqa: E402
 
 from fake_openai import FakeOpenAI  # noqa: E402
 from semcache_plugins import CacheCore, Embedder  # noqa: E402
+from semcache_plugins._audit import AuditSampler  # noqa: E402
 from semcache_plugins._audit_run import read_audit  # noqa: E402
 from semcache_plugins.langchain import LangChainSemCache, cached  # noqa: E402
 from semcache_plugins.litellm import SemCache  # noqa: E402
@@ -140,6 +142,25 @@ def test_litellm_audit_serves_the_hit_and_checks_it_in_the_background(
         assert again.choices[0].message.content == WRONG and served_entry(again) is None
     else:
         assert served_entry(again) == entry
+
+
+def test_litellm_audits_the_sampled_share_of_semantic_hits(
+    fake: FakeOpenAI, make_core: Any, litellm_cache: Any
+) -> None:
+    rate, seed, hits = 0.3, 11, 20
+    sampler = AuditSampler(rate, random.Random(seed))  # the core's, replayed
+    expected = sum(sampler() for _ in range(hits))
+    assert 0 < expected < hits
+    core = make_core(audit_rate=rate, audit_seed=seed, audit_demote_after=1000)
+    litellm_cache(core)
+    fake.answers[PARAPHRASE] = WRONG
+    complete(fake, QUESTION)
+    assert complete(fake, QUESTION) is not None  # an exact hit: never audited
+    for _ in range(hits):
+        assert served_entry(complete(fake, PARAPHRASE)) is not None
+    assert core._auditor.drain(120)
+    assert audits(core) == (expected, expected)
+    assert fake.count() == 1 + expected
 
 
 def test_litellm_without_audit_rate_makes_no_extra_calls(
