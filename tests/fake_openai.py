@@ -90,10 +90,12 @@ class _Handler(BaseHTTPRequestHandler):
         ident = f"chatcmpl-fake-{number}"
         last_role = (body.get("messages") or [{}])[-1].get("role")
         tool_calls = [_tool_call(body)] if body.get("tools") and last_role != "tool" else None
+        question = _text((body.get("messages") or [{}])[-1].get("content"))
         content = (
             None
             if tool_calls
-            else answer_for(body.get("messages", []), model, body.get("temperature"))
+            else self.server.owner.answers.get(question)
+            or answer_for(body.get("messages", []), model, body.get("temperature"))
         )
         usage = _usage(body, content or json.dumps(tool_calls))
         finish = "tool_calls" if tool_calls else "stop"
@@ -175,6 +177,8 @@ class FakeOpenAI:
         self._counts: Counter[str] = Counter()
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self._server: _Server | None = None
+        #: scripted answers by the last message's text (else ``answer_for``)
+        self.answers: dict[str, str] = {}
         self._thread: threading.Thread | None = None
 
     @property

@@ -22,7 +22,7 @@ BUDGET = {"03_threshold_tuning.ipynb": 240}
 
 
 def test_every_notebook_is_saved_without_outputs_and_ends_with_checks() -> None:
-    assert [p.name[:3] for p in PATHS] == ["01_", "02_", "03_", "04_"]
+    assert [p.name[:3] for p in PATHS] == ["01_", "02_", "03_", "04_", "05_"]
     for path in PATHS:
         notebook = nbformat.read(path, as_version=4)
         code = [cell for cell in notebook.cells if cell.cell_type == "code"]

@@ -27,7 +27,15 @@ _CHATTY = ("redisvl", "RedisVL", "httpx", "httpcore", "LiteLLM", "LiteLLM Router
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``semcache`` parser with every sub-command registered."""
-    from . import _cli_cache, _cli_calibrate, _cli_demo, _cli_model, _cli_proxy, _cli_redis
+    from . import (
+        _cli_audit,
+        _cli_cache,
+        _cli_calibrate,
+        _cli_demo,
+        _cli_model,
+        _cli_proxy,
+        _cli_redis,
+    )
 
     parser = argparse.ArgumentParser(prog="semcache", description="Semantic cache for LLM calls.")
     parser.add_argument(
@@ -40,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cli_cache.register(groups)
     _cli_calibrate.register(groups)
     _cli_proxy.register(groups)
+    _cli_audit.register(groups)
     return parser
 
 

@@ -13,6 +13,8 @@ import redis
 from redis.commands.search import reducers
 from redis.commands.search.aggregation import AggregateRequest
 
+from ._audit import format_rate
+from ._audit_run import audit_summary, read_audit
 from ._backend import delete_matching
 from ._cli_io import check_redis_url, command, jsonl_records, progress_bar, with_redis
 from ._core import CacheCore
@@ -117,6 +119,7 @@ def _index_stats(client: redis.Redis, name: str, version: str) -> dict[str, Any]
         "top_scopes": [{"scope": s, "entries": n} for s, n in _aggregate(client, name, "scope", 5)],
         "index_memory_mb": round(float(info.get("total_index_memory_sz_mb", 0.0)), 4),
         "vector_memory_mb": round(float(info.get("vector_index_sz_mb", 0.0)), 4),
+        "audit": audit_summary(read_audit(client, name)[0]),
     }
 
 
@@ -142,6 +145,11 @@ def _stats(args: argparse.Namespace) -> int:
             f"\nindex {item['index']}  version {item['version']}  entries {item['entries']}  "
             f"index memory {item['index_memory_mb']:.3f} MB + vectors "
             f"{item['vector_memory_mb']:.3f} MB"
+        )
+        audit = item["audit"]
+        print(
+            f"  semantic hits served {audit['semantic_hits_served']}, audited {audit['audited']}, "
+            f"disagreements {audit['disagreements']}, est. false-hit rate {format_rate(audit)}"
         )
         print(f"  {'namespace':<32} {'entries':>8}")
         for namespace, count in item["namespaces"].items():

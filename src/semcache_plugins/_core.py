@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+from ._audit_run import Auditor
 from ._backend import AsyncBackend, SyncBackend
 from ._batcher import Overloaded
 from ._compute import DeadlineExceeded, ModelWork
@@ -66,6 +67,7 @@ class CacheCore(CoreDrivers):
         self._stats = CacheStats()
         self._breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
         self._work = ModelWork(self.embedder, self._stats)
+        self._auditor = Auditor(self)
         self._config: FlowConfig | None = None
         self._config_lock = threading.Lock()
         self._closed = False
@@ -165,6 +167,9 @@ class CacheCore(CoreDrivers):
         return entry_id
 
     def _finish(self, plan: RequestPlan, result: LookupResult, started: float) -> CacheHit | None:
+        if result.hit is not None and not self.settings.serve:  # shadow mode: record, serve none
+            self._auditor.shadowed(plan.entry_id, plan.prompt, result.hit)
+            result = LookupResult(None, "misses", result.vector)
         if result.outcome == "skipped":
             self._stats.count("lookups")
         else:
@@ -264,6 +269,7 @@ class CacheCore(CoreDrivers):
         plan = self._planned(messages, model, params, namespace)
         if plan is None:
             return None
+        self._auditor.stored(plan.entry_id, response)  # judges a hit withheld for this request
         flow = self._store_flow(self.config, plan, response, seconds, exact_only)
         try:
             return self._stored(self._run(flow))
@@ -287,6 +293,7 @@ class CacheCore(CoreDrivers):
         plan = self._planned(messages, model, params, namespace)
         if plan is None:
             return None
+        self._auditor.stored(plan.entry_id, response)  # judges a hit withheld for this request
         flow = self._store_flow(await self._aconfig(), plan, response, seconds, exact_only)
         try:
             result = await self._arun(flow, time.perf_counter() + self.settings.lookup_timeout)

@@ -12,6 +12,7 @@ import time
 from functools import partial
 from typing import Any, Self
 
+from ._audit_run import Auditor
 from ._backend import AsyncBackend, SyncBackend
 from ._compute import ModelWork
 from ._errors import CacheClosedError, SemcacheError
@@ -31,6 +32,7 @@ class CoreDrivers:
     _work: ModelWork
     _sync: SyncBackend
     _async: AsyncBackend
+    _auditor: Auditor
 
     @property
     def layout(self) -> IndexLayout:
@@ -102,6 +104,7 @@ class CoreDrivers:
         """Close the connections this core opened (a client passed in stays open); any use
         after this raises ``CacheClosedError``. Async clients close on their own loops."""
         self._closed = True
+        self._auditor.close()  # audits under way still write
         self._sync.close()
         self._async.close()
         self._work.close()
@@ -109,6 +112,7 @@ class CoreDrivers:
     async def aclose(self) -> None:
         """Close sync and async connections this core opened (see :meth:`close`)."""
         self._closed = True
+        await asyncio.to_thread(self._auditor.close)
         await self._async.aclose()
         self.close()
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._answer import answers_agree
+from ._audit import demoted_ids
 from ._errors import ConfigurationError, SerializationError
 from ._generations import GenerationMemo, generation_key, plan_generation_keys, servable
 from ._guards import DEFAULT_SIMILARITY_THRESHOLD
@@ -288,6 +289,8 @@ def lookup_flow(
         if config.guards and not answers_agree(candidates, index, config.agreement_margin):
             logger.debug("semcache: neighbours of %s disagree; a miss", plan.entry_id)
             break
+        if record.entry_id in demoted_ids(close, found):
+            continue  # an audit demoted it: it may still veto a neighbour, never answer
         if notation_differs(plan.prompt, record.prompt):
             continue  # "2³" vs "23", "H₂O" vs "H2O", re-indented code: the same once normalized
         cached_text = _cached_tail(plan, normalize_text(record.prompt))

@@ -54,6 +54,7 @@ RECORD_FIELDS = (
     "gen",
     "expires_at",
     "vec",
+    "demoted",  # set by an audit (``_audit.demoted_ids``): never serves a semantic hit
 )
 _SCHEMA_TAG = "s2."  # schema 2: namespace hash TAG ("ns"), generations; 1 had no tag
 KNN_CANDIDATES = 4

@@ -111,6 +111,28 @@ class CacheSettings(BaseSettings):
         default="key",
         description="LiteLLM: tenants are key/team/org; 'end_user' splits by end user too.",
     )
+    # -- audit and shadow mode (``_audit``, ``_audit_run``) --
+    serve: bool = Field(
+        default=True,
+        description="False: shadow mode; look up and record what would be served, serve nothing.",
+    )
+    audit_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Share of semantic hits checked with the provider."
+    )
+    audit_answer_threshold: float = Field(
+        default=0.85,
+        ge=0.0,
+        le=1.0,
+        description="Audit: cosine of the answers' embeddings at which long answers agree.",
+    )
+    audit_demote_after: int = Field(
+        default=2, ge=1, description="Disagreements after which an entry serves exact hits only."
+    )
+    audit_seed: int | None = Field(
+        default=None, description="Seed of the audit sampler (reproducible runs); None: random."
+    )
+    audit_log_size: int = Field(default=1000, ge=1, le=100_000)
+    audit_log_ttl: int = Field(default=30 * 86_400, gt=0, description="Seconds audit data is kept.")
 
     def __init__(self, **values: Any) -> None:
         # one error type for every bad setting (argument or SEMCACHE_* variable)

@@ -11,6 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ._audit import false_hit_estimate
 from ._errors import BackendError
 from ._types import CacheHit
 
@@ -29,6 +30,10 @@ _COUNTERS = (
     "skipped_too_long",
     "guard_rejections",
     "embeddings",
+    "shadow_hits_exact",  # shadow mode (serve=False): hits found, not served
+    "shadow_hits_semantic",
+    "audited",  # semantic hits (served or shadow) compared with a fresh provider answer
+    "audit_disagreements",
 )
 
 
@@ -92,6 +97,12 @@ class CacheStats:
         hits = int(result["hits_exact"]) + int(result["hits_semantic"])  # type: ignore[call-overload]
         lookups = int(result["lookups"])  # type: ignore[call-overload]
         result["hit_rate"] = hits / lookups if lookups else 0.0
+        result.update(
+            false_hit_estimate(
+                int(result["audited"]),  # type: ignore[call-overload]
+                int(result["audit_disagreements"]),  # type: ignore[call-overload]
+            )
+        )
         for pct in (50, 95, 99):
             value = float(np.percentile(latencies, pct)) if latencies.size else 0.0
             result[f"latency_p{pct}_ms"] = round(value, 3)

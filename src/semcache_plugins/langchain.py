@@ -24,6 +24,7 @@ from langchain_core.language_models import BaseChatModel, BaseLLM
 from langchain_core.outputs import Generation
 
 from ._answer import shown_answers
+from ._audit_adapters import withhold_for_audit
 from ._core import CacheCore, adapter_core
 from ._embedder import Embedder
 from ._errors import SemcacheError, SerializationError
@@ -176,6 +177,8 @@ class LangChainSemCache(BaseCache):
             hit = self._core.lookup(
                 request.messages, request.model, request.params, **self._lookup_kwargs()
             )
+            if withhold_for_audit(self._core, hit, request.messages, request.model, request.params):
+                hit = None  # audited: the model answers, and its answer is judged against the hit
             generations = self._generations(request, hit)
         return generations
 
@@ -187,6 +190,8 @@ class LangChainSemCache(BaseCache):
             hit = await self._core.alookup(
                 request.messages, request.model, request.params, **self._lookup_kwargs()
             )
+            if withhold_for_audit(self._core, hit, request.messages, request.model, request.params):
+                hit = None  # audited: the model answers, and its answer is judged against the hit
             generations = self._generations(request, hit)
         return generations
 

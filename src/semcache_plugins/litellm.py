@@ -34,6 +34,7 @@ from typing import Any
 
 from litellm.caching.caching import Cache, CacheMode
 
+from ._audit_adapters import audit_litellm_hit
 from ._core import CacheCore, adapter_core
 from ._embedder import Embedder
 from ._errors import ConfigurationError
@@ -201,12 +202,12 @@ class SemCache(Cache):
             if prepared is None:
                 return None
             request, lookup = prepared
+            hit = self.core.lookup(**lookup)
             response = served_response(
-                self.core.lookup(**lookup),
-                text=request.text,
-                model=request.model,
-                stream=request.stream,
+                hit, text=request.text, model=request.model, stream=request.stream
             )
+            if response is not None and not request.text:  # chat only (see _audit_adapters)
+                audit_litellm_hit(self.core, hit, request.core_args(), kwargs, asynchronous=False)
         except Exception as exc:
             self._failed("lookup", kwargs, exc)
             return None
@@ -220,12 +221,12 @@ class SemCache(Cache):
             if prepared is None:
                 return None
             request, lookup = prepared
+            hit = await self.core.alookup(**lookup)
             response = served_response(
-                await self.core.alookup(**lookup),
-                text=request.text,
-                model=request.model,
-                stream=request.stream,
+                hit, text=request.text, model=request.model, stream=request.stream
             )
+            if response is not None and not request.text:  # chat only (see _audit_adapters)
+                audit_litellm_hit(self.core, hit, request.core_args(), kwargs, asynchronous=True)
         except Exception as exc:
             self._failed("lookup", kwargs, exc)
             return None

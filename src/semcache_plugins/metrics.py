@@ -16,10 +16,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from ._audit import false_hit_estimate
 from ._core import CacheCore
 from ._types import CacheHit
 
@@ -116,8 +118,32 @@ class PrometheusMetrics:
         self.cost_saved = Counter(
             f"{prefix}_cost_saved_usd", "Estimated USD saved by hits.", registry=reg
         )
+        self.shadow_hits = Counter(
+            f"{prefix}_shadow_hits",
+            "Shadow mode (serve=False): hits found and not served, by tier.",
+            ["tier"],
+            registry=reg,
+        )
+        self.audited = Counter(
+            f"{prefix}_audited", "Semantic hits compared with a fresh answer.", registry=reg
+        )
+        self.audit_disagreements = Counter(
+            f"{prefix}_audit_disagreements",
+            "Audited semantic hits whose fresh answer differed.",
+            registry=reg,
+        )
+        self.false_hit_rate = Gauge(
+            f"{prefix}_false_hit_rate",
+            "Estimated false-hit rate of semantic hits (estimate, 95% Wilson low / high).",
+            ["bound"],
+            registry=reg,
+        )
+        self._audits = [0, 0]  # audited, disagreements (since these metrics were attached)
+        for bound in ("estimate", "low", "high"):
+            self.false_hit_rate.labels(bound=bound).set_function(partial(self._estimate, bound))
         for tier in _TIERS.values():
             self.hits.labels(tier=tier)
+            self.shadow_hits.labels(tier=tier)
         for kind in ("prompt", "completion"):
             self.tokens_saved.labels(kind=kind)
         self.core.add_observer(self)
@@ -131,8 +157,26 @@ class PrometheusMetrics:
             self.stores.inc(n)
         elif name == "guard_rejections":
             self.guard_rejections.inc(n)
+        elif name == "audited":
+            self._audits[0] += n
+            self.audited.inc(n)
+        elif name == "audit_disagreements":
+            self._audits[1] += n
+            self.audit_disagreements.inc(n)
+        elif name.startswith("shadow_hits_"):
+            self.shadow_hits.labels(tier=name.removeprefix("shadow_hits_")).inc(n)
         elif name == "skipped":  # a store the core refused (e.g. response too large)
             self.skipped.labels(reason="not_stored").inc(n)
+
+    def _estimate(self, bound: str) -> float:
+        """The gauge's value: NaN before any audit."""
+        audited, disagreements = self._audits
+        estimate = false_hit_estimate(audited, min(disagreements, audited))
+        key = {"estimate": "false_hit_rate", "low": "false_hit_rate_low"}.get(
+            bound, "false_hit_rate_high"
+        )
+        value = estimate[key]
+        return float("nan") if value is None or not audited else value
 
     def skip(self, reason: str) -> None:
         self.skipped.labels(reason=reason).inc()
