@@ -379,13 +379,6 @@ class CacheCore(CoreDrivers):
         snapshot["breaker_state"] = self._breaker.state
         return snapshot
 
-    def __repr__(self) -> str:
-        s = self.settings
-        return (
-            f"CacheCore(namespace={s.namespace!r}, threshold={s.similarity_threshold}, "
-            f"model={s.embedding_model!r}, guards={s.guards})"
-        )
-
 
 def adapter_core(
     *,

@@ -18,14 +18,16 @@ from ._compute import ModelWork
 from ._errors import CacheClosedError, SemcacheError
 from ._flows import EmbedQuery, Flow, GuardCheck
 from ._index import IndexLayout
+from ._settings import CacheSettings
 from ._stats import BreakerOpenError, CacheStats, CircuitBreaker
 
 __all__ = ["CoreDrivers"]
 
 
 class CoreDrivers:
-    """Flow drivers and ``close``/``aclose``/context managers, mixed into ``CacheCore``."""
+    """Flow drivers, ``close``/``aclose``, context managers and repr, mixed into ``CacheCore``."""
 
+    settings: CacheSettings
     _closed: bool
     _breaker: CircuitBreaker
     _stats: CacheStats
@@ -127,3 +129,10 @@ class CoreDrivers:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (
+            f"CacheCore(namespace={s.namespace!r}, threshold={s.similarity_threshold}, "
+            f"model={s.embedding_model!r}, guards={s.guards})"
+        )
