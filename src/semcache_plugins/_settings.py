@@ -96,6 +96,11 @@ class CacheSettings(BaseSettings):
     breaker_failures: int = Field(default=3, ge=1)
     breaker_cooldown: float = Field(default=5.0, ge=0)
     signing_key: str | None = Field(default=None, repr=False)
+    l1_cache: bool = Field(
+        default=True,
+        description="Keep exact-tier reads in process, invalidated by Redis (CLIENT TRACKING); "
+        "only with a client the cache makes itself.",
+    )
 
     def __init__(self, **values: Any) -> None:
         # one error type for every bad setting (argument or SEMCACHE_* variable)

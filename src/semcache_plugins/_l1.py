@@ -1,0 +1,375 @@
+"""An in-process L1 for exact-tier reads, kept coherent by Redis itself.
+
+A listener connection (RESP3) turns on ``CLIENT TRACKING ON BCAST PREFIX <index_prefix>``:
+Redis pushes the name of every key under the prefix that anyone changes, deletes or expires
+(and a flush), and the listener thread drops those keys from the L1. Values are stored per
+Redis key (the entry hash, each generation counter), each with the local deadline of its TTL
+(``PTTL``, read after the value), so a key Redis would no longer return is never served even
+before Redis gets round to expiring it.
+
+Never stale beyond the push's travel time:
+- a value is only stored while the listener is live, in the listener session in which its read
+  started, and only if no invalidation of its keys was processed since the read started (the
+  recent invalidations are kept in a bounded log; a read older than the log is not stored);
+- values are served only while the listener heard from Redis in the last ``_LEASE`` seconds
+  (it PINGs when idle; a PONG means every earlier push has arrived), so a hung Redis or a
+  partition stops the L1 within about that; losing the connection (or a PING not answered
+  within ``socket_timeout``) empties the L1 and turns it off until tracking is on again;
+- this process's own writes evict their keys at once (read-your-writes without the push).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+__all__ = [
+    "LISTENER_NAME",
+    "L1Cache",
+    "Snapshot",
+    "acquire_l1",
+    "ahold",
+    "held_read",
+    "hold",
+    "release_l1",
+]
+
+logger = logging.getLogger("semcache_plugins")
+
+Snapshot = tuple[int, int]  # (listener session, invalidations processed) when a read started
+
+_MAX_KEYS = 4096
+_MAX_BYTES = 32 * 1024 * 1024
+_LOG = 4096  # recent invalidations kept to check reads in flight against
+_PING_EVERY = 0.05  # seconds without a push before the listener checks its connection
+# Values are served only while Redis was heard from (a push, or a PONG: every push sent before
+# it has arrived) this recently, so a hung Redis or a partition stops the L1 within about that.
+_LEASE = 0.25
+_RETRY = 0.5  # seconds between listener reconnects
+LISTENER_NAME = "semcache-l1"  # CLIENT LIST shows the listener connections by this name
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, bytes | str):
+        return len(value) + 64
+    if isinstance(value, list | tuple):
+        return sum(_size(item) for item in value) + 64
+    return 64
+
+
+class L1Cache:
+    """Redis key -> (value, local expiry) with tracking-driven invalidation; thread-safe."""
+
+    def __init__(self, url: str, prefix: str, *, socket_timeout: float) -> None:
+        self._url = url
+        self._prefix = prefix
+        self._timeout = socket_timeout
+        self._lock = threading.Lock()
+        self._values: OrderedDict[str, tuple[Any, float, int]] = OrderedDict()
+        self._bytes = 0
+        self._session = 0
+        self._epoch = 0
+        self._log: deque[tuple[int, frozenset[str] | None]] = deque(maxlen=_LOG)
+        self._live = False
+        self._heard = 0.0  # monotonic: when the listener last knew it had every push
+        self._closed = False
+        self._client: redis.Redis | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, keys: Sequence[str]) -> list[Any] | None:
+        """The values of every key in ``keys``, or None unless all are held and unexpired."""
+        now = time.monotonic()
+        values = []
+        with self._lock:
+            if not self._live or now - self._heard > _LEASE:
+                return None
+            for key in keys:
+                held = self._values.get(key)
+                if held is None or held[1] <= now:
+                    return None
+                values.append(held[0])
+            for key in keys:
+                self._values.move_to_end(key)
+        return values
+
+    def snapshot(self) -> Snapshot | None:
+        """Taken before a read whose result may be stored (None: the L1 is not live)."""
+        self._start()
+        with self._lock:
+            return (self._session, self._epoch) if self._live else None
+
+    def put(self, snap: Snapshot, items: Iterable[tuple[str, Any, float]]) -> bool:
+        """Store (key, value, monotonic expiry) read after ``snap``, unless one of the keys was
+        invalidated since (or the listener restarted, or the log does not reach back)."""
+        items = list(items)
+        keys = {key for key, _, _ in items}
+        with self._lock:
+            if not self._live or snap[0] != self._session or self._invalidated(snap[1], keys):
+                return False
+            for key, value, expires in items:
+                self._drop(key)
+                size = _size(value) + len(key)
+                self._values[key] = (value, expires, size)
+                self._bytes += size
+            while len(self._values) > _MAX_KEYS or self._bytes > _MAX_BYTES:
+                self._drop(next(iter(self._values)))
+        return True
+
+    def _invalidated(self, since: int, keys: set[str]) -> bool:
+        if since == self._epoch:
+            return False
+        if not self._log or self._log[0][0] > since + 1:
+            return True  # the log no longer reaches back to the read's start
+        for epoch, dropped in reversed(self._log):
+            if epoch <= since:
+                break
+            if dropped is None or not dropped.isdisjoint(keys):
+                return True
+        return False
+
+    # -- invalidation --------------------------------------------------------------------
+
+    def _drop(self, key: str) -> None:
+        held = self._values.pop(key, None)
+        if held is not None:
+            self._bytes -= held[2]
+
+    def invalidate(self, keys: Iterable[str] | None) -> None:
+        """Drop ``keys`` (None: everything); what a read in flight saw of them is not stored."""
+        dropped = None if keys is None else frozenset(keys)
+        with self._lock:
+            self._epoch += 1
+            self._log.append((self._epoch, dropped))
+            if dropped is None:
+                self._values.clear()
+                self._bytes = 0
+            else:
+                for key in dropped:
+                    self._drop(key)
+
+    def _on_push(self, message: Any) -> None:
+        keys = message[1] if len(message) > 1 else None
+        if keys is None:
+            self.invalidate(None)  # FLUSHDB / FLUSHALL
+        else:
+            self.invalidate(key.decode() if isinstance(key, bytes) else str(key) for key in keys)
+
+    def _set_live(self, live: bool) -> None:
+        with self._lock:
+            self._live = live
+            self._session += 1
+            self._values.clear()
+            self._bytes = 0
+
+    # -- the listener --------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._thread is not None or self._closed:
+            return
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(target=self._listen, name="semcache-l1", daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._closed:
+            try:
+                self._track()
+            except Exception as exc:  # noqa: BLE001 - any failure: L1 off, then reconnect
+                logger.debug("semcache: L1 listener lost its connection: %s", exc)
+            self._set_live(False)
+            client, self._client = self._client, None
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+            if not self._closed:
+                time.sleep(_RETRY)
+
+    def _track(self) -> None:
+        client = redis.Redis.from_url(
+            self._url,
+            protocol=3,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            retry=Retry(NoBackoff(), 0),
+            max_connections=1,
+            client_name=LISTENER_NAME,
+        )
+        self._client = client
+        if self._closed:
+            return
+        connection: Any = client.connection_pool.get_connection()
+        connection.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self._prefix)
+        if redis.connection.str_if_bytes(connection.read_response()) != "OK":
+            raise redis.ConnectionError("CLIENT TRACKING was refused")
+        connection._parser.set_invalidation_push_handler(self._on_push)
+        self._heard = time.monotonic()
+        self._set_live(True)
+        while not self._closed:
+            if connection.can_read(timeout=_PING_EVERY):
+                connection.read_response(push_request=True)
+                continue
+            sent = time.monotonic()
+            connection.send_command("PING")  # pushes before the PONG are handled on the way
+            if redis.connection.str_if_bytes(connection.read_response()) != "PONG":
+                raise redis.ConnectionError("the L1 listener's PING was not answered")
+            self._heard = sent
+
+    def live(self) -> bool:
+        """Whether values are served and stored (tracking is on)."""
+        with self._lock:
+            return self._live
+
+    def close(self) -> None:
+        """Stop the listener and drop everything; no use after this."""
+        self._closed = True
+        self._set_live(False)
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.connection_pool.disconnect()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=0.2)  # a daemon: it ends on its own once its read fails
+
+
+_registry_lock = threading.Lock()
+_registry: dict[tuple[str, str], tuple[L1Cache, int]] = {}
+
+
+def acquire_l1(url: str, prefix: str, *, socket_timeout: float) -> L1Cache:
+    """The process's L1 for this Redis and index prefix (one listener for every cache on it);
+    give it back with :func:`release_l1`."""
+    with _registry_lock:
+        l1, users = _registry.get((url, prefix), (None, 0))
+        if l1 is None:
+            l1 = L1Cache(url, prefix, socket_timeout=socket_timeout)
+        _registry[(url, prefix)] = (l1, users + 1)
+        return l1
+
+
+def release_l1(l1: L1Cache) -> None:
+    """One user fewer; the last one closes it."""
+    with _registry_lock:
+        key = (l1._url, l1._prefix)
+        held, users = _registry.get(key, (None, 0))
+        if held is not l1:
+            return
+        if users > 1:
+            _registry[key] = (l1, users - 1)
+            return
+        del _registry[key]
+    l1.close()
+
+
+# -- the exact-tier read (``_flows.ReadEntry``: HMGET key, PFCOUNTs, MGET generations) --------
+
+
+def held_read(l1: L1Cache, key: str, counts: int, generation_keys: Sequence[str]) -> Any:
+    """The pipeline replies of an exact-tier read from the L1, or None. Entry counts ride along
+    with the entry (not tracked: a stale count only changes the KNN strategy)."""
+    values = l1.get((key, *generation_keys))
+    if values is None or len(values[0][1]) != counts:
+        return None
+    fields, held_counts = values[0]
+    replies = [fields, *held_counts]
+    if generation_keys:
+        replies.append(values[1:])
+    return replies
+
+
+def stored_entry(replies: Sequence[Any], counts: int) -> bool:
+    """Whether a read found its entry without errors (only those are worth holding)."""
+    fields = replies[0]
+    return (
+        isinstance(fields, list)
+        and any(value is not None for value in fields)
+        and not any(isinstance(reply, Exception) for reply in replies)
+        and len(replies) >= 1 + counts
+    )
+
+
+def ttl_items(
+    key: str,
+    counts: int,
+    generation_keys: Sequence[str],
+    replies: Sequence[Any],
+    ttls: Sequence[Any],
+    sent: float,
+) -> list[tuple[str, Any, float]] | None:
+    """What to hold of a read, given the ``PTTL`` of each key sent at ``sent`` (monotonic):
+    each value expires locally no later than in Redis; None when the entry is gone."""
+    items = []
+    values = [(list(replies[0]), list(replies[1 : 1 + counts]))]
+    if generation_keys:
+        values.extend(replies[1 + counts])
+    for name, value, ttl in zip((key, *generation_keys), values, ttls, strict=True):
+        if isinstance(ttl, Exception) or not isinstance(ttl, int):
+            return None
+        if ttl == -2 and name == key:
+            return None  # expired or deleted since the read
+        expires = float("inf") if ttl < 0 else sent + ttl / 1000
+        items.append((name, value, expires))
+    return items
+
+
+def hold(
+    l1: L1Cache,
+    snap: Snapshot,
+    client: Any,
+    key: str,
+    counts: int,
+    gens: Sequence[str],
+    replies: Any,
+) -> None:
+    """Hold a sync read's entry (one more round trip, for the TTLs); failures only cost the L1."""
+    if not stored_entry(replies, counts):
+        return
+    sent = time.monotonic()
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for name in (key, *gens):
+                pipe.pttl(name)
+            ttls = pipe.execute(raise_on_error=False)
+    except (redis.RedisError, OSError):
+        return
+    items = ttl_items(key, counts, gens, replies, ttls, sent)
+    if items is not None:
+        l1.put(snap, items)
+
+
+async def ahold(
+    l1: L1Cache,
+    snap: Snapshot,
+    client: Any,
+    key: str,
+    counts: int,
+    gens: Sequence[str],
+    replies: Any,
+) -> None:
+    """:func:`hold` for an async client."""
+    if not stored_entry(replies, counts):
+        return
+    sent = time.monotonic()
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for name in (key, *gens):
+                pipe.pttl(name)
+            ttls = await pipe.execute(raise_on_error=False)
+    except (redis.RedisError, OSError):
+        return
+    items = ttl_items(key, counts, gens, replies, ttls, sent)
+    if items is not None:
+        l1.put(snap, items)
