@@ -70,7 +70,7 @@ def run(url: str, rounds: int, calls: int) -> None:
         results: dict[str, list[float]] = {p: [] for p in parsers}
         for _ in range(rounds):
             for parser, client in clients.items():
-                results[parser].append(timed(lambda c=client: op(c), calls))
+                results[parser].append(timed(lambda c=client, f=op: f(c), calls))  # type: ignore[misc]
         base = statistics.median(results["python"])
         for parser, values in results.items():
             med = statistics.median(values)
