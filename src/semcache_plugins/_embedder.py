@@ -138,7 +138,7 @@ def _tune_session(engine: Any, path: Path, threads: int | None) -> None:
 
     model = getattr(engine, "model", None)
     session = getattr(model, "model", None)
-    if not isinstance(session, ort.InferenceSession):
+    if model is None or not isinstance(session, ort.InferenceSession):
         return  # another fastembed layout: keep its session
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

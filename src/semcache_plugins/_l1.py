@@ -58,6 +58,10 @@ _RETRY = 0.5  # seconds between listener reconnects
 LISTENER_NAME = "semcache-l1"  # CLIENT LIST shows the listener connections by this name
 
 
+def _text(reply: Any) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
 def _size(value: Any) -> int:
     if isinstance(value, bytes | str):
         return len(value) + 64
@@ -212,7 +216,7 @@ class L1Cache:
             return
         connection: Any = client.connection_pool.get_connection()
         connection.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self._prefix)
-        if redis.connection.str_if_bytes(connection.read_response()) != "OK":
+        if _text(connection.read_response()) != "OK":
             raise redis.ConnectionError("CLIENT TRACKING was refused")
         connection._parser.set_invalidation_push_handler(self._on_push)
         self._heard = time.monotonic()
@@ -223,7 +227,7 @@ class L1Cache:
                 continue
             sent = time.monotonic()
             connection.send_command("PING")  # pushes before the PONG are handled on the way
-            if redis.connection.str_if_bytes(connection.read_response()) != "PONG":
+            if _text(connection.read_response()) != "PONG":
                 raise redis.ConnectionError("the L1 listener's PING was not answered")
             self._heard = sent
 
