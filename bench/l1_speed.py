@@ -57,8 +57,41 @@ def run(url: str, rounds: int, calls: int, distinct: int, variants: dict[str, An
         med = statistics.median(values)
         spread = f"{min(values):.4f}-{max(values):.4f}"
         print(f"{name:10s} p50 {med:.4f} ms (rounds {spread}) ratio {med / base:.2f}x")
+    if "l1 on" in cores:
+        coherence(cores["l1 on"], url, distinct)
     for core in cores.values():
         core.close()
+
+
+def coherence(core: CacheCore, url: str, trials: int) -> None:
+    """How long after another client's DEL returns the L1 stops serving the entry (spinning
+    on `lookup`): the push's travel time plus the listener thread's turn at the GIL."""
+    import redis
+
+    other = redis.Redis.from_url(url)
+    seen = []
+    for i in range(trials):
+        question = messages(10_000 + i)
+        core.store(question, {"answer": i}, "m")
+        hit = core.lookup(question, "m")
+        assert hit is not None
+        key = core.layout.key(hit.entry_id)
+        stop = time.monotonic() + 5
+        while core._sync._l1 is not None and core._sync._l1.get((key,)) is None:
+            core.lookup(question, "m")
+            if time.monotonic() > stop:
+                raise RuntimeError("the L1 never held the entry")
+        other.delete(key)
+        deleted = time.perf_counter()
+        while core.lookup(question, "m") is not None:
+            pass
+        seen.append((time.perf_counter() - deleted) * 1000)
+    other.close()
+    seen.sort()
+    print(
+        f"DEL by another client -> miss: p50 {statistics.median(seen):.3f} ms, "
+        f"p99 {seen[int(len(seen) * 0.99) - 1]:.3f} ms, max {seen[-1]:.3f} ms ({trials} trials)"
+    )
 
 
 def main() -> None:
@@ -68,10 +101,6 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=100)
     args = parser.parse_args()
     variants: dict[str, Any] = {"l1 off": {"l1_cache": False}, "l1 on": {"l1_cache": True}}
-    try:
-        CacheCore(redis_url="redis://localhost:1", l1_cache=True)
-    except Exception:
-        variants = {"baseline": {}}
     url = resolve_redis_url()
     if url is not None:
         run(url, args.rounds, args.calls, args.distinct, variants)

@@ -329,3 +329,26 @@ def _entry_id(core: CacheCore) -> str:
     plan = core._planned(ask("hang on"), MODEL, None, None)
     assert plan is not None
     return plan.entry_id
+
+
+def test_a_forked_child_starts_with_an_empty_l1(cores: tuple[CacheCore, CacheCore]) -> None:
+    """A child has no listener (no pushes would reach it): nothing held is served there."""
+    import os
+
+    ours, _ = cores
+    ours.store(ask("fork question"), {"answer": "parent"}, MODEL)
+    assert held(ours, ask("fork question")) == {"answer": "parent"}
+    key = ours.layout.key(_planned_id(ours, ask("fork question")))
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code only
+        code = 0 if l1_of(ours).get((key,)) is None else 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert held(ours, ask("fork question")) == {"answer": "parent"}  # the parent's still works
+
+
+def _planned_id(core: CacheCore, messages: list[dict[str, str]]) -> str:
+    plan = core._planned(messages, MODEL, None, None)
+    assert plan is not None
+    return plan.entry_id

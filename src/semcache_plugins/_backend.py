@@ -195,8 +195,9 @@ class SyncBackend:
     ) -> Any:
         """Run ``op``; with ``until`` (a ``perf_counter`` deadline) every reply is awaited at
         most until then: a slow reply is a failure, and none is sent once the time is up."""
-        if self._l1 is not None and type(op) is ReadEntry:
-            held = held_read(self._l1, op.key, len(op.count_keys), op.generation_keys)
+        l1 = self._l1
+        if l1 is not None and type(op) is ReadEntry:
+            held = held_read(l1, op.key, len(op.count_keys), op.generation_keys)
             if held is not None:
                 return read_result(op, held)
         if until is not None and time.perf_counter() >= until:
@@ -216,8 +217,8 @@ class SyncBackend:
             raise _wrap(op, exc, breaker) from exc
         finally:
             deadline(previous)
-            if self._l1 is not None:
-                _evict(self._l1, op)
+            if l1 is not None or (l1 := self._l1) is not None:
+                _evict(l1, op)
         breaker.success()
         return result
 
@@ -326,8 +327,9 @@ class AsyncBackend:
         return index
 
     async def execute(self, op: Op, layout: IndexLayout, breaker: CircuitBreaker) -> Any:
-        if self._l1 is not None and type(op) is ReadEntry:
-            held = held_read(self._l1, op.key, len(op.count_keys), op.generation_keys)
+        l1 = self._l1
+        if l1 is not None and type(op) is ReadEntry:
+            held = held_read(l1, op.key, len(op.count_keys), op.generation_keys)
             if held is not None:
                 return read_result(op, held)
         try:
@@ -341,8 +343,8 @@ class AsyncBackend:
         except _REDIS_ERRORS as exc:
             raise _wrap(op, exc, breaker) from exc
         finally:
-            if self._l1 is not None:
-                _evict(self._l1, op)
+            if l1 is not None or (l1 := self._l1) is not None:
+                _evict(l1, op)
         breaker.success()
         return result
 

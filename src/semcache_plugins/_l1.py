@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -251,6 +252,25 @@ class L1Cache:
 
 _registry_lock = threading.Lock()
 _registry: dict[tuple[str, str], tuple[L1Cache, int]] = {}
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has no listener thread (and shares the parent's socket): its L1s start
+    empty and off, and get a listener of their own on first use."""
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for l1, _ in list(_registry.values()):
+        l1._lock = threading.Lock()
+        l1._live = False
+        l1._session += 1
+        l1._values.clear()
+        l1._bytes = 0
+        l1._thread = None
+        l1._client = None  # the parent's connection: never read from here
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def acquire_l1(url: str, prefix: str, *, socket_timeout: float) -> L1Cache:
