@@ -352,3 +352,39 @@ def _planned_id(core: CacheCore, messages: list[dict[str, str]]) -> str:
     plan = core._planned(messages, MODEL, None, None)
     assert plan is not None
     return plan.entry_id
+
+
+def test_async_lookups_fill_the_l1_themselves(
+    redis_url: str, index_prefix: str, embedder: Embedder
+) -> None:
+    """Only async lookups: they hold the entry (their own TTL read) and drop it on a change."""
+    ours = CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder)
+    other = CacheCore(
+        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, l1_cache=False
+    )
+
+    async def scenario() -> None:
+        await ours.astore(ask("async only"), {"answer": "one"}, MODEL)
+        key = ours.layout.key(_planned_id(ours, ask("async only")))
+        stop = time.monotonic() + _POLL
+        while ours._async._l1 is None or ours._async._l1.get((key,)) is None:
+            hit = await ours.alookup(ask("async only"), MODEL)
+            assert hit is not None and hit.response == {"answer": "one"}
+            assert time.monotonic() < stop, "the L1 never held the entry"
+            await asyncio.sleep(0.01)
+        await other.astore(ask("async only"), {"answer": "two"}, MODEL)
+        stop = time.monotonic() + _POLL
+        while True:
+            hit = await ours.alookup(ask("async only"), MODEL)
+            assert hit is not None
+            if hit.response == {"answer": "two"}:
+                break
+            assert time.monotonic() < stop, "the change never showed"
+            await asyncio.sleep(0.005)
+        for _ in range(20):
+            hit = await ours.alookup(ask("async only"), MODEL)
+            assert hit is not None and hit.response == {"answer": "two"}
+        await ours.aclose()
+        await other.aclose()
+
+    asyncio.run(scenario())
