@@ -34,7 +34,8 @@ from ._flows import (
     WriteEntry,
 )
 from ._index import IndexLayout, search_rows
-from ._l1 import L1Cache, acquire_l1, ahold, held_read, hold, release_l1
+from ._l1 import L1Cache, acquire_l1, release_l1
+from ._l1_reads import ahold, held_read, hold
 from ._reads import entry_replies, queue_reads, read_result
 from ._settings import CacheSettings
 from ._stats import CircuitBreaker

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import threading
 import time
 from collections import OrderedDict, deque
@@ -33,16 +34,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-__all__ = [
-    "LISTENER_NAME",
-    "L1Cache",
-    "Snapshot",
-    "acquire_l1",
-    "ahold",
-    "held_read",
-    "hold",
-    "release_l1",
-]
+__all__ = ["LISTENER_NAME", "L1Cache", "Snapshot", "acquire_l1", "release_l1"]
 
 logger = logging.getLogger("semcache_plugins")
 
@@ -57,6 +49,12 @@ _PING_EVERY = 0.05  # seconds without a push before the listener checks its conn
 _LEASE = 0.25
 _RETRY = 0.5  # seconds between listener reconnects
 LISTENER_NAME = "semcache-l1"  # CLIENT LIST shows the listener connections by this name
+
+
+def _drain(connection: Any) -> None:
+    """Handle every push already received on the listener's connection (read lock held)."""
+    while connection.can_read(timeout=0):
+        connection.read_response(push_request=True)
 
 
 def _text(reply: Any) -> str:
@@ -88,12 +86,16 @@ class L1Cache:
         self._heard = 0.0  # monotonic: when the listener last knew it had every push
         self._closed = False
         self._client: redis.Redis | None = None
+        self._connection: Any = None  # the listener's, once tracking is on
+        self._read_lock = threading.Lock()  # one thread at a time reads the listener's socket
         self._thread: threading.Thread | None = None
 
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, keys: Sequence[str]) -> list[Any] | None:
         """The values of every key in ``keys``, or None unless all are held and unexpired."""
+        if not self._catch_up():
+            return None
         now = time.monotonic()
         values = []
         with self._lock:
@@ -171,6 +173,8 @@ class L1Cache:
             self.invalidate(key.decode() if isinstance(key, bytes) else str(key) for key in keys)
 
     def _set_live(self, live: bool) -> None:
+        if not live:
+            self._connection = None
         with self._lock:
             self._live = live
             self._session += 1
@@ -221,16 +225,35 @@ class L1Cache:
             raise redis.ConnectionError("CLIENT TRACKING was refused")
         connection._parser.set_invalidation_push_handler(self._on_push)
         self._heard = time.monotonic()
+        self._connection = connection
         self._set_live(True)
+        sock = connection._sock
         while not self._closed:
-            if connection.can_read(timeout=_PING_EVERY):
-                connection.read_response(push_request=True)
-                continue
-            sent = time.monotonic()
-            connection.send_command("PING")  # pushes before the PONG are handled on the way
-            if _text(connection.read_response()) != "PONG":
-                raise redis.ConnectionError("the L1 listener's PING was not answered")
-            self._heard = sent
+            select.select([sock], [], [], _PING_EVERY)  # waits without the read lock
+            with self._read_lock:
+                _drain(connection)
+                if time.monotonic() - self._heard < _PING_EVERY:
+                    continue
+                sent = time.monotonic()
+                connection.send_command("PING")  # pushes before the PONG are handled first
+                if _text(connection.read_response()) != "PONG":
+                    raise redis.ConnectionError("the L1 listener's PING was not answered")
+                self._heard = sent
+
+    def _catch_up(self) -> bool:
+        """Handle the pushes already received, in the caller's thread (a change another client
+        made just before this read has usually arrived: Redis sends a push before its reply to
+        the writer). False when that cannot be done now (the listener is reading, or none)."""
+        connection = self._connection
+        if connection is None or not self._read_lock.acquire(blocking=False):
+            return False
+        try:
+            _drain(connection)
+        except Exception:  # noqa: BLE001 - the listener meets the same error and resets
+            return False
+        finally:
+            self._read_lock.release()
+        return True
 
     def live(self) -> bool:
         """Whether values are served and stored (tracking is on)."""
@@ -266,7 +289,8 @@ def _after_fork_in_child() -> None:
         l1._values.clear()
         l1._bytes = 0
         l1._thread = None
-        l1._client = None  # the parent's connection: never read from here
+        l1._client = l1._connection = None  # the parent's connection: never read from here
+        l1._read_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -296,104 +320,3 @@ def release_l1(l1: L1Cache) -> None:
             return
         del _registry[key]
     l1.close()
-
-
-# -- the exact-tier read (``_flows.ReadEntry``: HMGET key, PFCOUNTs, MGET generations) --------
-
-
-def held_read(l1: L1Cache, key: str, counts: int, generation_keys: Sequence[str]) -> Any:
-    """The pipeline replies of an exact-tier read from the L1, or None. Entry counts ride along
-    with the entry (not tracked: a stale count only changes the KNN strategy)."""
-    values = l1.get((key, *generation_keys))
-    if values is None or len(values[0][1]) != counts:
-        return None
-    fields, held_counts = values[0]
-    replies = [fields, *held_counts]
-    if generation_keys:
-        replies.append(values[1:])
-    return replies
-
-
-def stored_entry(replies: Sequence[Any], counts: int) -> bool:
-    """Whether a read found its entry without errors (only those are worth holding)."""
-    fields = replies[0]
-    return (
-        isinstance(fields, list)
-        and any(value is not None for value in fields)
-        and not any(isinstance(reply, Exception) for reply in replies)
-        and len(replies) >= 1 + counts
-    )
-
-
-def ttl_items(
-    key: str,
-    counts: int,
-    generation_keys: Sequence[str],
-    replies: Sequence[Any],
-    ttls: Sequence[Any],
-    sent: float,
-) -> list[tuple[str, Any, float]] | None:
-    """What to hold of a read, given the ``PTTL`` of each key sent at ``sent`` (monotonic):
-    each value expires locally no later than in Redis; None when the entry is gone."""
-    items = []
-    values = [(list(replies[0]), list(replies[1 : 1 + counts]))]
-    if generation_keys:
-        values.extend(replies[1 + counts])
-    for name, value, ttl in zip((key, *generation_keys), values, ttls, strict=True):
-        if isinstance(ttl, Exception) or not isinstance(ttl, int):
-            return None
-        if ttl == -2 and name == key:
-            return None  # expired or deleted since the read
-        expires = float("inf") if ttl < 0 else sent + ttl / 1000
-        items.append((name, value, expires))
-    return items
-
-
-def hold(
-    l1: L1Cache,
-    snap: Snapshot,
-    client: Any,
-    key: str,
-    counts: int,
-    gens: Sequence[str],
-    replies: Any,
-) -> None:
-    """Hold a sync read's entry (one more round trip, for the TTLs); failures only cost the L1."""
-    if not stored_entry(replies, counts):
-        return
-    sent = time.monotonic()
-    try:
-        with client.pipeline(transaction=False) as pipe:
-            for name in (key, *gens):
-                pipe.pttl(name)
-            ttls = pipe.execute(raise_on_error=False)
-    except (redis.RedisError, OSError):
-        return
-    items = ttl_items(key, counts, gens, replies, ttls, sent)
-    if items is not None:
-        l1.put(snap, items)
-
-
-async def ahold(
-    l1: L1Cache,
-    snap: Snapshot,
-    client: Any,
-    key: str,
-    counts: int,
-    gens: Sequence[str],
-    replies: Any,
-) -> None:
-    """:func:`hold` for an async client."""
-    if not stored_entry(replies, counts):
-        return
-    sent = time.monotonic()
-    try:
-        async with client.pipeline(transaction=False) as pipe:
-            for name in (key, *gens):
-                pipe.pttl(name)
-            ttls = await pipe.execute(raise_on_error=False)
-    except (redis.RedisError, OSError):
-        return
-    items = ttl_items(key, counts, gens, replies, ttls, sent)
-    if items is not None:
-        l1.put(snap, items)
