@@ -47,6 +47,7 @@ _PING_EVERY = 0.05  # seconds without a push before the listener checks its conn
 # Values are served only while Redis was heard from (a push, or a PONG: every push sent before
 # it has arrived) this recently, so a hung Redis or a partition stops the L1 within about that.
 _LEASE = 0.25
+_CATCH_UP_WAIT = 0.005  # seconds a read waits for the listener to finish reading its socket
 _RETRY = 0.5  # seconds between listener reconnects
 LISTENER_NAME = "semcache-l1"  # CLIENT LIST shows the listener connections by this name
 
@@ -243,9 +244,12 @@ class L1Cache:
     def _catch_up(self) -> bool:
         """Handle the pushes already received, in the caller's thread (a change another client
         made just before this read has usually arrived: Redis sends a push before its reply to
-        the writer). False when that cannot be done now (the listener is reading, or none)."""
+        the writer). False when that cannot be done now (no listener, or it is stuck reading)."""
         connection = self._connection
-        if connection is None or not self._read_lock.acquire(blocking=False):
+        # a short wait, not a try: the listener may hold the lock while it waits for the GIL
+        # that this (busy) thread holds; waiting hands it over. A PONG that does not come
+        # (hung Redis) costs this read at most the wait, then it goes to Redis.
+        if connection is None or not self._read_lock.acquire(timeout=_CATCH_UP_WAIT):
             return False
         try:
             _drain(connection)
