@@ -12,10 +12,12 @@ Never stale beyond the push's travel time:
   started, and only if no invalidation of its keys was processed since the read started (the
   recent invalidations are kept in a bounded log; a read older than the log is not stored);
 - values are served only while the listener heard from Redis in the last ``_LEASE`` seconds
-  (it PINGs when idle; a PONG means every earlier push has arrived), so a hung Redis or a
-  partition stops the L1 within about that; losing the connection (or a PING not answered
+  (it PINGs every ``_PING_EVERY``; a PONG means every earlier push has arrived), so a hung
+  Redis or a partition stops the L1 within about that; losing the connection (or a PING not answered
   within ``socket_timeout``) empties the L1 and turns it off until tracking is on again;
-- this process's own writes evict their keys at once (read-your-writes without the push).
+- this process's own writes evict their keys at once (read-your-writes without the push);
+- each read first handles the pushes already received (Redis sends a push before its reply to
+  the writer, so another client's finished change is usually seen by the next read).
 """
 
 from __future__ import annotations
