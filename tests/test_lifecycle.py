@@ -23,6 +23,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage  # noqa: E402
 
 from semcache_plugins import CacheClosedError, CacheCore, Embedder  # noqa: E402
+from semcache_plugins._l1 import LISTENER_NAME  # noqa: E402
 from semcache_plugins._warm import WarmItem  # noqa: E402
 from semcache_plugins.langchain import LangChainSemCache  # noqa: E402
 from semcache_plugins.litellm import SemCache  # noqa: E402
@@ -37,7 +38,8 @@ def ask(text: str) -> list[dict[str, str]]:
 
 
 def connections(client: redis.Redis) -> int:
-    return len(client.client_list())
+    """Client connections, without L1 listeners (one per process and prefix, not per loop)."""
+    return sum(1 for info in client.client_list() if info.get("name") != LISTENER_NAME)
 
 
 def settle(client: redis.Redis, at_most: int) -> int:

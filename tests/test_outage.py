@@ -137,6 +137,9 @@ def semcache(own_redis: OwnRedis, embedder: Embedder) -> Iterator[SemCache]:
         breaker_cooldown=COOLDOWN,
         socket_timeout=SOCKET_TIMEOUT,
         lookup_timeout=5.0,  # model work on a busy machine must not turn hits into misses
+        # the outage is the subject: with the L1 on, a hung (not dead) Redis's entries are
+        # still served for up to the L1's lease (tests/test_l1_cache.py covers that)
+        l1_cache=False,
     )
     litellm.cache = cache
     try:

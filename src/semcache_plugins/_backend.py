@@ -33,8 +33,10 @@ from ._flows import (
     WriteBatch,
     WriteEntry,
 )
-from ._generations import generation_token
-from ._index import RECORD_FIELDS, VECTOR_FIELD, IndexLayout, search_rows
+from ._index import IndexLayout, search_rows
+from ._l1 import L1Cache, acquire_l1, release_l1
+from ._l1_reads import ahold, held_read, hold
+from ._reads import entry_replies, queue_reads, read_result
 from ._settings import CacheSettings
 from ._stats import CircuitBreaker
 
@@ -69,64 +71,6 @@ def delete_matching(client: redis.Redis, pattern: str) -> int:
     """Delete the keys matching a glob pattern (found by SCAN, not KEYS); returns how many."""
     keys = list(client.scan_iter(match=pattern, count=1000))
     return int(client.delete(*keys)) if keys else 0
-
-
-_VECTOR_FIELDS = (*RECORD_FIELDS, VECTOR_FIELD)
-
-
-def _fields(values: list[Any]) -> dict[str, Any] | None:
-    if all(value is None for value in values):
-        return None
-    names = RECORD_FIELDS if len(values) == len(RECORD_FIELDS) else _VECTOR_FIELDS
-    return dict(zip(names, values, strict=True))
-
-
-def _queue_reads(pipe: Any, op: ReadEntry | ReadEntries | ReadGenerations) -> None:
-    """Queue the HMGETs (then the PFCOUNTs, then the generation MGET) of a read on a (sync or
-    async) pipeline."""
-    if isinstance(op, ReadGenerations):
-        for group in op.groups:
-            pipe.mget(list(group))
-        return
-    with_vector = isinstance(op, ReadEntries) and op.with_vector
-    names = _VECTOR_FIELDS if with_vector else RECORD_FIELDS
-    for key in op.keys if isinstance(op, ReadEntries) else (op.key,):
-        # bytes even on a decode_responses client: the vector is binary, the prompt may
-        # hold surrogates
-        pipe.execute_command("HMGET", key, *names, NEVER_DECODE=True)
-    if isinstance(op, ReadEntry):
-        for count_key in op.count_keys:
-            pipe.pfcount(count_key)
-        if op.generation_keys:
-            pipe.mget(list(op.generation_keys))
-
-
-def _entry_replies(replies: list[Any], entry_commands: int) -> list[Any]:
-    """The entries' replies (raising their first error); a failed entry count reads as 0.
-
-    A count key holding something else only costs the choice of KNN strategy, never an entry.
-    """
-    for reply in replies[:entry_commands]:
-        if isinstance(reply, Exception):
-            raise reply
-    return replies[:entry_commands] + [
-        0 if isinstance(reply, Exception) else reply for reply in replies[entry_commands:]
-    ]
-
-
-def _read_result(op: ReadEntry | ReadEntries | ReadGenerations, replies: list[Any]) -> Any:
-    if isinstance(op, ReadGenerations):
-        return [generation_token(values) for values in _entry_replies(replies, len(replies))]
-    if isinstance(op, ReadEntries):
-        return [_fields(values) for values in _entry_replies(replies, len(replies))]
-    # the generation is no mere count: a failed MGET fails the read (never "no generation")
-    gens = 1 if op.generation_keys else 0
-    for reply in replies[len(replies) - gens :]:
-        if isinstance(reply, Exception):
-            raise reply
-    generation = generation_token(replies[-1]) if gens else None
-    replies = _entry_replies(replies[: len(replies) - gens], 1)
-    return _fields(replies[0]), [int(count) for count in replies[1:]], generation
 
 
 def _queue_writes(pipe: Any, op: WriteEntry | WriteBatch) -> int:
@@ -171,6 +115,23 @@ def _already_exists(exc: BaseException) -> bool:
     return "already exists" in str(exc).lower()
 
 
+def _l1_for(settings: CacheSettings, url: str) -> L1Cache:
+    return acquire_l1(url, settings.index_prefix, socket_timeout=settings.socket_timeout)
+
+
+def _evict(l1: L1Cache, op: Op) -> None:
+    """Drop from the L1 what a write changed (or may have: also after a failure); a read in
+    flight meanwhile is not held. Pushes from Redis do the same, a little later."""
+    if isinstance(op, WriteEntry | WriteBatch):
+        l1.invalidate(_written_keys(op))
+    elif isinstance(op, BumpGeneration):
+        l1.invalidate((op.key,))
+    elif isinstance(op, DeleteKeys):
+        l1.invalidate(op.keys)
+    elif isinstance(op, DeleteMatching):
+        l1.invalidate(None)
+
+
 def _wrap(op: Op, exc: BaseException, breaker: CircuitBreaker) -> BackendError:
     breaker.failure()
     return BackendError(f"Redis {type(op).__name__} failed: {type(exc).__name__}: {exc}")
@@ -193,6 +154,7 @@ class SyncBackend:
         self._indexes: dict[str, SearchIndex] = {}
         self._lock = threading.RLock()
         self._closed = False
+        self._l1: L1Cache | None = None  # only with a client made here (``_l1``)
 
     def client(self) -> redis.Redis:
         if self._client is None or self._closed:
@@ -209,6 +171,8 @@ class SyncBackend:
                     self._client = connect(
                         redis.Redis, redis.BlockingConnectionPool, self._settings, url
                     )
+                    if self._settings.l1_cache:
+                        self._l1 = _l1_for(self._settings, url)
         return self._client
 
     def index(self, layout: IndexLayout) -> SearchIndex:
@@ -232,6 +196,11 @@ class SyncBackend:
     ) -> Any:
         """Run ``op``; with ``until`` (a ``perf_counter`` deadline) every reply is awaited at
         most until then: a slow reply is a failure, and none is sent once the time is up."""
+        l1 = self._l1
+        if l1 is not None and type(op) is ReadEntry:
+            held = held_read(l1, op.key, len(op.count_keys), op.generation_keys)
+            if held is not None:
+                return read_result(op, held)
         if until is not None and time.perf_counter() >= until:
             raise DeadlineExceeded
         previous = deadline(until)
@@ -249,15 +218,22 @@ class SyncBackend:
             raise _wrap(op, exc, breaker) from exc
         finally:
             deadline(previous)
+            if l1 is not None or (l1 := self._l1) is not None:
+                _evict(l1, op)
         breaker.success()
         return result
 
     def _execute(self, op: Op, layout: IndexLayout) -> Any:
         client = self.client()
+        l1 = self._l1
         if isinstance(op, ReadEntry | ReadEntries | ReadGenerations):
+            snap = l1.snapshot() if l1 is not None and type(op) is ReadEntry else None
             with client.pipeline(transaction=False) as pipe:
-                _queue_reads(pipe, op)
-                return _read_result(op, pipe.execute(raise_on_error=False))
+                queue_reads(pipe, op)
+                replies = pipe.execute(raise_on_error=False)
+            if snap is not None and l1 is not None and isinstance(op, ReadEntry):
+                hold(l1, snap, client, op.key, len(op.count_keys), op.generation_keys, replies)
+            return read_result(op, replies)
         if isinstance(op, DeleteMatching):
             return delete_matching(client, op.pattern)
         if isinstance(op, BumpGeneration):
@@ -271,7 +247,7 @@ class SyncBackend:
                 replies = pipe.execute(raise_on_error=False)
             if _failed(replies, entry_commands):  # no entry left half-written
                 client.delete(*_written_keys(op))
-            _entry_replies(replies, entry_commands)
+            entry_replies(replies, entry_commands)
             return None
         if isinstance(op, DeleteKeys):
             return client.delete(*op.keys)
@@ -285,6 +261,9 @@ class SyncBackend:
                 self._client.close()
                 self._client = None
             self._indexes.clear()
+            l1, self._l1 = self._l1, None
+        if l1 is not None:
+            release_l1(l1)
 
 
 class AsyncBackend:
@@ -307,6 +286,7 @@ class AsyncBackend:
         self._client = client
         self._sync_client_given = sync_client_given
         self._loops = LoopClients()
+        self._l1: L1Cache | None = None
 
     def _state(self) -> LoopState:
         loop = asyncio.get_running_loop()
@@ -323,6 +303,8 @@ class AsyncBackend:
                 "redis_url= for the async one"
             )
         url = redis_url_for(self._settings)
+        if self._settings.l1_cache and self._l1 is None:
+            self._l1 = _l1_for(self._settings, url)
         return connect(aredis.Redis, aredis.BlockingConnectionPool, self._settings, url), True
 
     def loops(self) -> int:
@@ -346,6 +328,11 @@ class AsyncBackend:
         return index
 
     async def execute(self, op: Op, layout: IndexLayout, breaker: CircuitBreaker) -> Any:
+        l1 = self._l1
+        if l1 is not None and type(op) is ReadEntry:
+            held = held_read(l1, op.key, len(op.count_keys), op.generation_keys)
+            if held is not None:
+                return read_result(op, held)
         try:
             try:
                 result = await self._execute(op, layout)
@@ -356,15 +343,24 @@ class AsyncBackend:
                 result = await self._execute(op, layout)
         except _REDIS_ERRORS as exc:
             raise _wrap(op, exc, breaker) from exc
+        finally:
+            if l1 is not None or (l1 := self._l1) is not None:
+                _evict(l1, op)
         breaker.success()
         return result
 
     async def _execute(self, op: Op, layout: IndexLayout) -> Any:
         client = self._state().client
         if isinstance(op, ReadEntry | ReadEntries | ReadGenerations):
+            l1 = self._l1 if type(op) is ReadEntry else None
+            snap = l1.snapshot() if l1 is not None else None
             async with client.pipeline(transaction=False) as pipe:
-                _queue_reads(pipe, op)
-                return _read_result(op, await pipe.execute(raise_on_error=False))
+                queue_reads(pipe, op)
+                replies = await pipe.execute(raise_on_error=False)
+            if snap is not None and l1 is not None and isinstance(op, ReadEntry):
+                counts, gens = len(op.count_keys), op.generation_keys
+                await ahold(l1, snap, client, op.key, counts, gens, replies)
+            return read_result(op, replies)
         if isinstance(op, DeleteMatching):
             keys = [key async for key in client.scan_iter(match=op.pattern, count=1000)]
             return await client.delete(*keys) if keys else 0
@@ -379,7 +375,7 @@ class AsyncBackend:
                 replies = await pipe.execute(raise_on_error=False)
             if _failed(replies, entry_commands):  # no entry left half-written
                 await client.delete(*_written_keys(op))
-            _entry_replies(replies, entry_commands)
+            entry_replies(replies, entry_commands)
             return None
         if isinstance(op, DeleteKeys):
             return await client.delete(*op.keys)
@@ -388,8 +384,15 @@ class AsyncBackend:
     async def aclose(self) -> None:
         """Close every client this backend made: the running loop's here, others as ``close``."""
         await self._loops.aclose()
+        self._release_l1()
 
     def close(self) -> None:
         """No use after this; each loop's client is closed on its loop if it runs, else its
         sockets are shut down."""
         self._loops.close()
+        self._release_l1()
+
+    def _release_l1(self) -> None:
+        l1, self._l1 = self._l1, None
+        if l1 is not None:
+            release_l1(l1)

@@ -111,6 +111,7 @@ def _open_engine(
         )
     except Exception as exc:  # onnxruntime and fastembed raise assorted types
         raise ModelError(f"cannot load ONNX model {path}: {_one_line(exc)}") from exc
+    _tune_session(engine, path, threads)
     tokenizer = getattr(engine.model, "tokenizer", None)
     truncation = getattr(tokenizer, "truncation", None) or {}
     if tokenizer is not None and truncation.get("max_length") != fingerprint.max_tokens:
@@ -125,6 +126,32 @@ def _open_engine(
             f"ONNX model {path} returns shape {probe.shape[1:]}, not ({fingerprint.dim},)"
         )
     return engine
+
+
+def _tune_session(engine: Any, path: Path, threads: int | None) -> None:
+    """Reopen fastembed's ONNX Runtime session with intra-op spinning off (same graph, same
+    ``ORT_ENABLE_ALL`` optimizations, bit-identical outputs). Spinning worker threads wait
+    for work by burning a core; on a machine whose cores are shared (Redis, the app's own
+    threads, other processes) that made one query's embedding 2-4x slower at the median
+    (``bench/embed_speed.py``). fastembed exposes no such option, hence the reopen."""
+    import onnxruntime as ort
+
+    model = getattr(engine, "model", None)
+    session = getattr(model, "model", None)
+    if model is None or not isinstance(session, ort.InferenceSession):
+        return  # another fastembed layout: keep its session
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = threads
+    try:
+        tuned = ort.InferenceSession(str(path), options, providers=session.get_providers())
+    except Exception:  # noqa: BLE001 - fastembed's own session works: keep it
+        return
+    model.model = tuned
 
 
 def _token_counter(directory: Path) -> Any:

@@ -133,6 +133,11 @@ class CacheSettings(BaseSettings):
     )
     audit_log_size: int = Field(default=1000, ge=1, le=100_000)
     audit_log_ttl: int = Field(default=30 * 86_400, gt=0, description="Seconds audit data is kept.")
+    l1_cache: bool = Field(
+        default=True,
+        description="Keep exact-tier reads in process, invalidated by Redis (CLIENT TRACKING); "
+        "only with a client the cache makes itself.",
+    )
 
     def __init__(self, **values: Any) -> None:
         # one error type for every bad setting (argument or SEMCACHE_* variable)
