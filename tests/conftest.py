@@ -138,3 +138,22 @@ async def make_litellm_cache(
     litellm.cache = previous
     for cache in made:
         await cache.disconnect()
+
+
+@pytest.fixture
+def make_core(
+    redis_url: str, index_prefix: str, embedder: Embedder
+) -> Iterator[Callable[..., Any]]:
+    """Build ``CacheCore``s on the test Redis and prefix (closed after the test); options
+    override the defaults, a generous ``lookup_timeout`` among them (a loaded CI machine)."""
+    made: list[CacheCore] = []
+
+    def make(**options: Any) -> CacheCore:
+        defaults = {"redis_url": redis_url, "index_prefix": index_prefix, "embedder": embedder}
+        core = CacheCore(**{**defaults, "lookup_timeout": 5.0, **options})
+        made.append(core)
+        return core
+
+    yield make
+    for core in made:
+        core.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -205,26 +204,6 @@ QUESTION = "How do I reset my online banking password?"
 PARAPHRASE = "How can I reset the password for my online banking?"
 ANSWER = "Open Settings, choose Security, then Reset password and follow the emailed link."
 WRONG = "Your card will arrive within five working days after we have approved the order."
-
-
-@pytest.fixture
-def make_core(redis_url: str, index_prefix: str, embedder: Embedder) -> Iterator[Any]:
-    made: list[CacheCore] = []
-
-    def make(**options: Any) -> CacheCore:
-        core = CacheCore(
-            redis_url=redis_url,
-            index_prefix=index_prefix,
-            embedder=embedder,
-            lookup_timeout=5.0,
-            **options,
-        )
-        made.append(core)
-        return core
-
-    yield make
-    for core in made:
-        core.close()
 
 
 def ask(text: str) -> list[dict[str, str]]:

@@ -9,6 +9,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetc
 import litellm  # noqa: E402
 
 from fake_openai import FakeOpenAI  # noqa: E402
-from semcache_plugins import CacheCore, Embedder  # noqa: E402
+from semcache_plugins import CacheCore  # noqa: E402
 from semcache_plugins._audit import AuditSampler  # noqa: E402
 from semcache_plugins._audit_run import read_audit  # noqa: E402
 from semcache_plugins.langchain import LangChainSemCache, cached  # noqa: E402
@@ -45,24 +46,10 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def make_core(redis_url: str, index_prefix: str, embedder: Embedder) -> Iterator[Any]:
-    made: list[CacheCore] = []
-
-    def make(**options: Any) -> CacheCore:
-        core = CacheCore(
-            redis_url=redis_url,
-            index_prefix=index_prefix,
-            embedder=embedder,
-            lookup_timeout=10.0,
-            socket_timeout=5.0,
-            **options,
-        )
-        made.append(core)
-        return core
-
-    yield make
-    for core in made:
-        core.close()
+def make_core(make_core: Callable[..., CacheCore]) -> Callable[..., CacheCore]:
+    """conftest's ``make_core`` with a longer deadline and socket timeout: audited calls go
+    to the provider on worker threads beside the lookups."""
+    return partial(make_core, lookup_timeout=10.0, socket_timeout=5.0)
 
 
 def wait_for(condition: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
