@@ -8,13 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
+from proxy_process import wait_until_live
 from semcache_plugins._cli import build_parser, main
 from semcache_plugins._fake_llm import FakeLLM
 
@@ -90,16 +90,8 @@ def test_proxy_with_embedded_redis_starts_and_stops_it(tmp_path: Path) -> None:
             [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 240
-            while True:
-                assert process.poll() is None, log_path.read_text()[-3000:]
-                try:
-                    if httpx.get(f"{url}/health/liveliness", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "the proxy did not start"
-                time.sleep(0.5)
+            url = f"http://127.0.0.1:{port}"
+            wait_until_live(process, url, log_path, 240)
             headers = {"Authorization": "Bearer sk-semcache-local"}
             ping = httpx.get(f"{url}/cache/ping", headers=headers, timeout=60)
             assert ping.status_code == 200 and ping.json()["cache_type"] == "redis", ping.text
@@ -146,16 +138,8 @@ def test_stock_litellm_proxy_with_the_callback(
             stderr=subprocess.STDOUT,
         )
         try:
-            url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 240
-            while True:
-                assert process.poll() is None, log_path.read_text()[-3000:]
-                try:
-                    if httpx.get(f"{url}/health/liveliness", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "the proxy did not start"
-                time.sleep(0.5)
+            url = f"http://127.0.0.1:{port}"
+            wait_until_live(process, url, log_path, 240)
             headers = {"Authorization": "Bearer sk-semcache-local"}
             ping = httpx.get(f"{url}/cache/ping", headers=headers, timeout=60)
             assert ping.status_code == 200, ping.text

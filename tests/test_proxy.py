@@ -25,6 +25,7 @@ import httpx  # noqa: E402
 import openai  # noqa: E402
 
 from fake_openai import FakeOpenAI  # noqa: E402
+from proxy_process import wait_until_live  # noqa: E402
 from semcache_plugins.embedded import EmbeddedRedis  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
@@ -104,16 +105,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            assert process.poll() is None, (folder / "proxy.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/health/liveliness", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the proxy did not start"
-            time.sleep(0.5)
+        wait_until_live(process, url, folder / "proxy.log", STARTUP_SECONDS)
         yield Proxy(url, upstream, server)
     finally:
         process.terminate()
