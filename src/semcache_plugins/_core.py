@@ -18,6 +18,7 @@ from ._compute import DeadlineExceeded, ModelWork
 from ._drivers import CoreDrivers
 from ._embedder import Embedder
 from ._errors import BackendError, CacheClosedError, ConfigurationError
+from ._flow_memo import FlowMemo
 from ._flows import (
     DeleteKeys,
     Flow,
@@ -31,7 +32,8 @@ from ._flows import (
 from ._generations import GenerationMemo
 from ._index import IndexLayout
 from ._invalidation import invalidation_filter
-from ._scope import RequestPlan, plan_request
+from ._plan_memo import PlanMemo
+from ._scope import RequestPlan
 from ._settings import CacheSettings, validate_namespace
 from ._stats import BreakerOpenError, CacheObserver, CacheStats, CircuitBreaker
 from ._ttl import entry_ttl
@@ -69,6 +71,7 @@ class CacheCore(CoreDrivers):
         self._work = ModelWork(self.embedder, self._stats)
         self._auditor = Auditor(self)
         self._config: FlowConfig | None = None
+        self._plans = PlanMemo()  # plans by request content (settings are fixed per core)
         self._config_lock = threading.Lock()
         self._closed = False
         self._sync = SyncBackend(
@@ -104,6 +107,7 @@ class CacheCore(CoreDrivers):
                         max_response_bytes=self.settings.max_response_bytes,
                         agreement_margin=self.settings.agreement_margin,
                         generations=GenerationMemo(),
+                        memo=FlowMemo(layout, key.encode() if key else None),
                         verifier_floor=self.settings.verifier_floor
                         if self.settings.verifier and self.settings.guards
                         else None,
@@ -125,7 +129,7 @@ class CacheCore(CoreDrivers):
     ) -> RequestPlan:
         # a per-call namespace passes the settings' validator: "" is an error, not the default
         namespace = self.settings.namespace if namespace is None else validate_namespace(namespace)
-        return plan_request(messages, model=model, params=params, namespace=namespace)
+        return self._plans.plan(messages, model=model, params=params, namespace=namespace)
 
     def _planned(
         self,

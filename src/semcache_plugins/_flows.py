@@ -18,6 +18,7 @@ import numpy as np
 from ._answer import answers_agree
 from ._audit import demoted_ids
 from ._errors import ConfigurationError, SerializationError
+from ._flow_memo import FlowMemo, decoded, exact_read
 from ._generations import GenerationMemo, generation_key, plan_generation_keys, servable
 from ._guards import DEFAULT_SIMILARITY_THRESHOLD
 from ._index import (
@@ -30,13 +31,7 @@ from ._index import (
     namespace_hash,
 )
 from ._notation import notation_differs
-from ._records import (
-    StoredRecord,
-    decode_record,
-    encode_response,
-    record_mapping,
-    vector_digest,
-)
+from ._records import StoredRecord, encode_response, record_mapping, vector_digest
 from ._scope import RequestPlan, normalize_text
 from ._ttl import validate_max_age
 from ._types import CacheHit
@@ -173,6 +168,7 @@ class FlowConfig:
     agreement_margin: float = 0.0  # with guards: neighbours this close must agree (0 = off)
     generations: GenerationMemo | None = None  # lookup -> store hand-over (see _generations)
     verifier_floor: float | None = None  # with guards: serve from here if the verifier agrees
+    memo: FlowMemo | None = None  # per-request work done once (``_flow_memo``)
 
 
 @dataclass(frozen=True)
@@ -186,7 +182,7 @@ class LookupResult:
 
 def _read(config: FlowConfig, fields: dict[str, Any], entry_id: str) -> StoredRecord | None:
     try:
-        return decode_record(fields, entry_id=entry_id, signing_key=config.signing_key)
+        return decoded(config.memo, fields, entry_id=entry_id, signing_key=config.signing_key)
     except SerializationError as exc:
         logger.warning("semcache: ignoring stored entry: %s", exc)
         return None
@@ -247,9 +243,7 @@ def lookup_flow(
     now = time.time() if now is None else now
     min_created = None if max_age is None else now - validate_max_age(max_age)
     layout = config.layout
-    counts = (layout.count_key(plan.scope), layout.count_key()) if plan.semantic else ()
-    gens = plan_generation_keys(layout, plan)
-    fields, sizes, generation = yield ReadEntry(layout.key(plan.entry_id), counts, gens)
+    fields, sizes, generation = yield exact_read(config.memo, layout, plan)
     if config.generations is not None and generation is not None:
         config.generations.remember(plan.entry_id, generation)  # for the store that follows
     if fields is not None:

@@ -81,6 +81,7 @@ class L1Cache:
         self._timeout = socket_timeout
         self._lock = threading.Lock()
         self._values: OrderedDict[str, tuple[Any, float, int]] = OrderedDict()
+        self._derived: dict[str, Any] = {}  # what readers derived from a held key (dropped with it)
         self._bytes = 0
         self._session = 0
         self._epoch = 0
@@ -112,6 +113,17 @@ class L1Cache:
             for key in keys:
                 self._values.move_to_end(key)
         return values
+
+    def derived(self, key: str) -> Any:
+        """What a reader derived from ``key``'s value (:meth:`derive`), or None. The reader
+        checks it was derived from the very values it was just served."""
+        return self._derived.get(key)
+
+    def derive(self, key: str, value: Any) -> None:
+        """Keep ``value`` beside ``key`` while ``key`` is held (dropped with it)."""
+        with self._lock:
+            if key in self._values:
+                self._derived[key] = value
 
     def snapshot(self) -> Snapshot | None:
         """Taken before a read whose result may be stored (None: the L1 is not live)."""
@@ -152,6 +164,7 @@ class L1Cache:
 
     def _drop(self, key: str) -> None:
         held = self._values.pop(key, None)
+        self._derived.pop(key, None)
         if held is not None:
             self._bytes -= held[2]
 
@@ -163,6 +176,7 @@ class L1Cache:
             self._log.append((self._epoch, dropped))
             if dropped is None:
                 self._values.clear()
+                self._derived.clear()
                 self._bytes = 0
             else:
                 for key in dropped:
@@ -182,6 +196,7 @@ class L1Cache:
             self._live = live
             self._session += 1
             self._values.clear()
+            self._derived.clear()
             self._bytes = 0
 
     # -- the listener --------------------------------------------------------------------
@@ -293,6 +308,7 @@ def _after_fork_in_child() -> None:
         l1._live = False
         l1._session += 1
         l1._values.clear()
+        l1._derived.clear()
         l1._bytes = 0
         l1._thread = None
         l1._client = l1._connection = None  # the parent's connection: never read from here
