@@ -29,7 +29,8 @@ import select
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import redis
@@ -51,6 +52,9 @@ _PING_EVERY = 0.05  # seconds without a push before the listener checks its conn
 _LEASE = 0.25
 _CATCH_UP_WAIT = 0.005  # seconds a read waits for the listener to finish reading its socket
 _RETRY = 0.5  # seconds between listener reconnects
+# of a held (value, expiry, size)
+_value: Callable[[Any], Any] = itemgetter(0)
+_expiry: Callable[[Any], float] = itemgetter(1)
 LISTENER_NAME = "semcache-l1"  # CLIENT LIST shows the listener connections by this name
 
 
@@ -101,18 +105,15 @@ class L1Cache:
         if not self._catch_up():
             return None
         now = time.monotonic()
-        values = []
         with self._lock:
             if not self._live or now - self._heard > _LEASE:
                 return None
-            for key in keys:
-                held = self._values.get(key)
-                if held is None or held[1] <= now:
-                    return None
-                values.append(held[0])
+            held = list(map(self._values.get, keys))
+            if None in held or (held and min(map(_expiry, held)) <= now):
+                return None
             for key in keys:
                 self._values.move_to_end(key)
-        return values
+        return list(map(_value, held))
 
     def derived(self, key: str) -> Any:
         """What a reader derived from ``key``'s value (:meth:`derive`), or None. The reader

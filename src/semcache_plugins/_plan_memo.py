@@ -49,16 +49,19 @@ def _frozen(value: Any, depth: int) -> Any:
     raise _Unkeyable
 
 
+_STR = frozenset({str})
+_PLAIN_VALUES = frozenset({str, type(None)})
+_TAGGED = object()  # starts a message key with other values than strings and None
+
+
 def _message_key(message: Any) -> tuple[Any, ...]:
-    if type(message) is not dict:
+    """(key, value) pairs of a message whose keys are strings and values strings or None;
+    otherwise ``_TAGGED`` and the pairs with type-tagged values (never equal to the former)."""
+    if type(message) is not dict or not _STR.issuperset(map(type, message)):
         raise _Unkeyable
-    items: list[Any] = []
-    for key, value in message.items():
-        if type(key) is not str:
-            raise _Unkeyable
-        items.append(key)
-        items.append(value if type(value) is str or value is None else _frozen(value, 1))
-    return tuple(items)
+    if _PLAIN_VALUES.issuperset(map(type, message.values())):
+        return tuple(message.items())
+    return (_TAGGED, *((key, _frozen(value, 1)) for key, value in message.items()))
 
 
 def request_key(
@@ -71,7 +74,7 @@ def request_key(
     if type(namespace) is not str:
         return None
     try:
-        turns = tuple(_message_key(message) for message in messages)
+        turns = tuple(map(_message_key, messages))
         frozen_params = None if params is None else _frozen(params, 0)
     except (_Unkeyable, RecursionError):
         return None

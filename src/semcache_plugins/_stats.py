@@ -87,7 +87,8 @@ class CacheStats:
             self._counts["lookups"] += 1
             self._counts[outcome] += 1
             self._latency_ms.append(seconds * 1000.0)
-        self._notify(lambda observer: observer.lookup_done(outcome, seconds, hit))
+        if self._observers:
+            self._notify(lambda observer: observer.lookup_done(outcome, seconds, hit))
 
     def snapshot(self) -> dict[str, object]:
         with self._lock:
