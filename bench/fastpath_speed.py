@@ -32,7 +32,7 @@ SYSTEM = {"role": "system", "content": "Answer questions."}
 # (stored, paraphrase) pairs: the paraphrase must hit its stored question
 PAIRS = [
     ("How do I reset my password?", "How can I reset my password?"),
-    ("What is the boiling point of water?", "At what temperature does water boil?"),
+    ("What is the boiling point of water?", "What is the boiling point of water exactly?"),
     ("How long does a passport renewal take?", "How long does it take to renew a passport?"),
     ("What are the symptoms of the flu?", "What symptoms does the flu cause?"),
     ("How do I cancel my subscription?", "How can I cancel my subscription?"),

@@ -21,9 +21,9 @@ import redis
 
 from semcache_plugins import CacheCore, Embedder
 from semcache_plugins._errors import SerializationError
-from semcache_plugins._flow_memo import FlowMemo, decoded, exact_read
+from semcache_plugins._flow_memo import FlowMemo, decoded, exact_read, knn_args
 from semcache_plugins._generations import plan_generation_keys
-from semcache_plugins._index import IndexLayout
+from semcache_plugins._index import IndexLayout, entry_filter, knn_command
 from semcache_plugins._l1_reads import held_result
 from semcache_plugins._plan_memo import PlanMemo, request_key
 from semcache_plugins._records import SIGNED_FIELDS, decode_record, record_signature
@@ -398,3 +398,32 @@ def test_a_generation_bump_is_never_hidden_by_a_derived_read(
     _until(lambda: l1.get((counter,)) is not None)
     for _ in range(20):
         assert ours.lookup(first, MODEL) is None
+
+
+@pytest.mark.parametrize("policy", [None, "BATCHES"])
+@pytest.mark.parametrize("exclude", [True, False])
+@pytest.mark.parametrize("min_created", [None, 1700000000.5])
+def test_a_memoized_knn_query_is_the_query(
+    policy: str | None, exclude: bool, min_created: float | None
+) -> None:
+    memo = FlowMemo(LAYOUT, None)
+    for scope, vector in [("ab" * 16, b"\x01" * 16), ("cd" * 16, b"\x02" * 16)] * 2:
+        expected = knn_command(
+            LAYOUT,
+            vector,
+            entry_filter(
+                LAYOUT, scope=scope, min_created_at=min_created, exclude_tool_calls=exclude
+            ),
+            policy,
+        )
+        given = knn_args(
+            memo,
+            LAYOUT,
+            scope=scope,
+            vector=vector,
+            min_created=min_created,
+            exclude_tool_calls=exclude,
+            policy=policy,
+        )
+        assert given == expected and given[-1] is vector
+    assert len(memo) == (2 if min_created is None else 0)  # a moving max_age bound is not kept

@@ -2,6 +2,8 @@
 
 - the exact-tier read of a plan (``ReadEntry``: the entry key, its entry counts and the 7
   generation counters, 7 sha256s): it depends only on the layout and the plan's ids and hashes;
+- the KNN query of a scope (``FT.SEARCH`` arguments but the vector: the filter expression and
+  its query string), unless it filters by creation time (``max_age``: a moving bound);
 - the checked fields of a stored record (``_records.checked_fields``: every signed field's text,
   the HMAC and vector checks), keyed by the raw fields read, so only what was just read (from
   Redis or the L1) is ever decoded: an entry changed, deleted or dropped from the L1 is read
@@ -14,17 +16,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._generations import plan_generation_keys
-from ._index import IndexLayout
+from ._index import IndexLayout, entry_filter, knn_command
 from ._records import StoredRecord, checked_fields, decode_record, record_of
 from ._scope import RequestPlan
 
 if TYPE_CHECKING:
     from ._flows import ReadEntry
 
-__all__ = ["FlowMemo", "decoded", "exact_read"]
+__all__ = ["FlowMemo", "decoded", "exact_read", "knn_args"]
 
 _MAX_READS = 4096
 _MAX_RECORDS = 2048
@@ -61,10 +63,11 @@ class FlowMemo:
         self.layout = layout
         self.signing_key = signing_key
         self._reads = _Bounded(_MAX_READS)
+        self._searches = _Bounded(_MAX_READS)
         self._records = _Bounded(_MAX_RECORDS, _MAX_BYTES)
 
     def __len__(self) -> int:
-        return len(self._reads.items) + len(self._records.items)
+        return len(self._reads.items) + len(self._searches.items) + len(self._records.items)
 
 
 def _new_read(layout: IndexLayout, plan: RequestPlan) -> ReadEntry:
@@ -87,6 +90,38 @@ def exact_read(memo: FlowMemo | None, layout: IndexLayout, plan: RequestPlan) ->
     read = _new_read(layout, plan)
     memo._reads.put(key, read)
     return read
+
+
+_VECTOR = cast(bytes, object())  # where the query's vector goes in a memoized KNN query
+
+
+def knn_args(
+    memo: FlowMemo | None,
+    layout: IndexLayout,
+    *,
+    scope: str,
+    vector: bytes,
+    min_created: float | None,
+    exclude_tool_calls: bool,
+    policy: str | None,
+) -> tuple[Any, ...]:
+    """``_index.knn_command`` of the scope's pre-filter (``_index.entry_filter``) and ``vector``."""
+    if memo is None or memo.layout is not layout or min_created is not None:
+        expression = entry_filter(
+            layout, scope=scope, min_created_at=min_created, exclude_tool_calls=exclude_tool_calls
+        )
+        return knn_command(layout, vector, expression, policy)
+    key = (scope, exclude_tool_calls, policy)
+    held = memo._searches.items.get(key)
+    if held is None:
+        expression = entry_filter(layout, scope=scope, exclude_tool_calls=exclude_tool_calls)
+        args = knn_command(layout, _VECTOR, expression, policy)
+        at = next(i for i, arg in enumerate(args) if arg is _VECTOR)
+        parts = (args[:at], args[at + 1 :])
+        memo._searches.put(key, parts)
+    else:
+        parts = held[0]
+    return (*parts[0], vector, *parts[1])
 
 
 def _weight(fields: Mapping[str, Any]) -> int:

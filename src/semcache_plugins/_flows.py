@@ -18,7 +18,7 @@ import numpy as np
 from ._answer import answers_agree
 from ._audit import demoted_ids
 from ._errors import ConfigurationError, SerializationError
-from ._flow_memo import FlowMemo, decoded, exact_read
+from ._flow_memo import FlowMemo, decoded, exact_read, knn_args
 from ._generations import GenerationMemo, generation_key, plan_generation_keys, servable
 from ._guards import DEFAULT_SIMILARITY_THRESHOLD
 from ._index import (
@@ -27,7 +27,6 @@ from ._index import (
     entry_filter,
     hybrid_policy,
     ids_command,
-    knn_command,
     namespace_hash,
 )
 from ._notation import notation_differs
@@ -262,15 +261,13 @@ def lookup_flow(
     vector = yield EmbedQuery(plan.embed_text)
     if vector is None:
         return LookupResult(None, "skipped")
-    filter_expression = entry_filter(
-        layout,
-        scope=plan.scope,
-        min_created_at=min_created,
-        exclude_tool_calls=not semantic_tool_calls,
-    )
     # entry counts cannot tell how many pass a max_age filter: leave that to RediSearch
     policy = hybrid_policy(*sizes) if sizes and min_created is None else None
-    rows = yield Search(knn_command(layout, layout.vector_bytes(vector), filter_expression, policy))
+    vector_bytes, exclude = layout.vector_bytes(vector), not semantic_tool_calls
+    rows = yield Search(
+        knn_args(config.memo, layout, scope=plan.scope, vector=vector_bytes,
+                 min_created=min_created, exclude_tool_calls=exclude, policy=policy)
+    )  # fmt: skip
     close = _close_ids(config, rows)  # a miss (the usual case) stops here: no records read
     if not close:
         return LookupResult(None, "misses", vector)
