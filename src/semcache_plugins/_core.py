@@ -15,6 +15,7 @@ from ._audit_run import Auditor
 from ._backend import AsyncBackend, SyncBackend
 from ._batcher import Overloaded
 from ._compute import DeadlineExceeded, ModelWork
+from ._consensus import ConsensusPolicy
 from ._drivers import CoreDrivers
 from ._embedder import Embedder
 from ._errors import BackendError, CacheClosedError, ConfigurationError
@@ -107,6 +108,7 @@ class CacheCore(CoreDrivers):
                         verifier_floor=self.settings.verifier_floor
                         if self.settings.verifier and self.settings.guards
                         else None,
+                        consensus=ConsensusPolicy() if self.settings.consensus else None,
                     )
         return self._config
 
