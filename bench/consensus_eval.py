@@ -266,11 +266,11 @@ def report(streams: list[Stream], replays: list[Replay], policy: ConsensusPolicy
 def sweep(streams: list[Stream], replays: list[Replay], base: ConsensusPolicy) -> None:
     """Design halves, no guards (they only take hits away): one constant varied at a time."""
     grid = {
-        "serve_floor": (0.75, 0.78, 0.80, 0.82, 0.85),
+        "reach": (0.10, 0.07, 0.05, 0.03, 0.0),
         "gap": (0.03, 0.05, 0.08, 0.10),
         "share": (0.0, 0.8, 0.9, 0.95),
         "quorum": (2, 3, 4, 6),
-        "quorum_similarity": (0.60, 0.65, 0.70, 0.75),
+        "quorum_reach": (0.25, 0.20, 0.15, 0.10),
         "thin_gap": (0.08, 0.15, 0.25),
         "floor": (0.5, 0.6, 0.7),
     }

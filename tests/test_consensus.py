@@ -365,3 +365,17 @@ def test_a_warmed_scope_serves_by_consensus_and_refuses_split_neighbourhoods(
             assert by_consensus is None, query
     # control: a stored question itself still hits (exact tier)
     assert _intent(consensus.lookup(_ask(warmed[0][0]), "m")) == warmed[0][1]
+
+
+@pytest.mark.parametrize(("threshold", "served"), [(0.85, [0, 1, 2, 3]), (0.90, []), (0.95, [])])
+def test_the_similarities_asked_for_move_with_the_threshold(
+    threshold: float, served: list[int]
+) -> None:
+    hood = _quorum("A", 0.84, 4)  # a quorum 0.01 below the default threshold
+    assert consensus_order(hood, POLICY, threshold, MARGIN) == served
+    assert consensus_order(_quorum("A", threshold - 0.01, 4), POLICY, threshold, MARGIN) == [
+        0,
+        1,
+        2,
+        3,
+    ]

@@ -17,9 +17,12 @@ nearest candidate holding another answer (or minus ``floor`` when none does):
   ``threshold`` and gap >= the agreement margin;
 - 2 to ``quorum - 1`` holders: today's rule, with a gap of at least ``thin_gap`` (a thin
   neighbourhood must be clean: a small cache of paraphrases with one answer still serves);
-- ``quorum`` holders or more: similarity >= ``serve_floor`` (below the threshold: the
-  neighbourhood vouches), gap >= ``gap``, weighted share of *a* >= ``share`` and the
-  ``quorum``-th holder at least ``quorum_similarity`` similar.
+- ``quorum`` holders or more: similarity >= threshold - ``reach`` (the neighbourhood vouches
+  for a little less similarity), gap >= ``gap``, weighted share of *a* >= ``share`` and the
+  ``quorum``-th holder at least threshold - ``quorum_reach`` similar.
+
+The similarities asked for move with the threshold (a stricter threshold stays stricter); the
+vote floor and the gaps do not.
 
 Only holders of *a* are ever served: a different answer nearer than *a*'s holders is *a* itself.
 """
@@ -48,12 +51,12 @@ class ConsensusPolicy:
 
     neighbours: int = 16  # KNN rows asked for (today's lookup asks for 4)
     floor: float = 0.50  # neighbours from this similarity up count as votes
-    serve_floor: float = 0.80  # with a quorum: the lowest similarity served
+    reach: float = 0.05  # with a quorum: served from the threshold minus this (0.80 at 0.85)
     gap: float = 0.05  # with a quorum: nearest different answer at least this far below
     share: float = 0.90  # with a quorum: the answer's share of the weighted vote
     temperature: float = 0.05  # vote weight exp((similarity - 1) / temperature)
     quorum: int = 4  # holders needed to serve below the threshold
-    quorum_similarity: float = 0.70  # ... the quorum-th of them at least this similar
+    quorum_reach: float = 0.15  # ... the quorum-th of them from the threshold minus this
     thin_gap: float = 0.25  # 2..quorum-1 holders: the gap today's rule must also keep
 
 
@@ -81,9 +84,9 @@ def consensus_order(
         allowed = (
             gap >= policy.gap
             and share >= policy.share
-            and close[holders[policy.quorum - 1]][0] >= policy.quorum_similarity
+            and close[holders[policy.quorum - 1]][0] >= threshold - policy.quorum_reach
         )
-        lowest = policy.serve_floor
+        lowest = threshold - policy.reach
     else:
         margin = agreement_margin if len(holders) == 1 else max(agreement_margin, policy.thin_gap)
         allowed, lowest = gap >= margin, threshold
@@ -107,7 +110,7 @@ def close_rows(
     policy = policy if guards else None
     if policy is None:
         floor = threshold - (agreement_margin if guards else 0.0)
-    elif not rows or _similarity(rows[0]) < min(threshold, policy.serve_floor):
+    elif not rows or _similarity(rows[0]) < threshold - policy.reach:
         return []
     else:
         floor = policy.floor
