@@ -313,7 +313,10 @@ def core_replay(stream_name: str, data: Path, emb: ge.CachedEmbedder, limit: int
             label: CacheCore(
                 redis_url=server.url, index_prefix="bench-consensus", embedder=embedder, **opts
             )
-            for label, opts in (("rules today", {}), ("consensus", {"consensus": True}))
+            for label, opts in (
+                ("rules today", {"consensus": False}),
+                ("consensus", {"consensus": True}),
+            )
         }
         today = cores["rules today"]
         started = time.perf_counter()
@@ -321,19 +324,27 @@ def core_replay(stream_name: str, data: Path, emb: ge.CachedEmbedder, limit: int
             today, [(t, f"answer for {label}", v) for (t, label), v in zip(warm, wv, strict=True)]
         )
         print(f"warmed {len(warm)} entries in {time.perf_counter() - started:.0f}s")
-        print("| system (CacheCore, real Redis) | lookups | served | correct | wrong | precision |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for label, core in cores.items():
-            served = correct = 0
-            for i in held:
-                text, intent = asked[i]
-                hit = core.lookup(ask(text), MODEL, PARAMS)
+        served = dict.fromkeys(cores, 0)
+        correct = dict.fromkeys(cores, 0)
+        took: dict[str, list[float]] = {label: [] for label in cores}
+        for n, i in enumerate(held):  # interleaved, the first core alternating
+            text, intent = asked[i]
+            for label in list(cores)[:: 1 if n % 2 else -1]:
+                started = time.perf_counter()
+                hit = cores[label].lookup(ask(text), MODEL, PARAMS)
+                took[label].append(1000 * (time.perf_counter() - started))
                 if hit is not None and hit.tier == "semantic":
-                    served += 1
-                    shown = shown_answers(hit.response) or []
-                    correct += [a.content for a in shown] == [f"answer for {intent}"]
-            print(f"| {label} | {len(held)} | {served} | {correct} | {served - correct} | "
-                  f"{correct / max(served, 1):.4f} |")  # fmt: skip
+                    shown = [a.content for a in shown_answers(hit.response) or []]
+                    served[label] += 1
+                    correct[label] += shown == [f"answer for {intent}"]
+        print("| system (CacheCore, real Redis) | lookups | served | correct | wrong | precision "
+              "| lookup p50 ms | p90 ms |")  # fmt: skip
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for label in cores:
+            p50, p90 = np.percentile(took[label], [50, 90])
+            hits, right = served[label], correct[label]
+            print(f"| {label} | {len(held)} | {hits} | {right} | {hits - right} | "
+                  f"{right / max(hits, 1):.4f} | {p50:.2f} | {p90:.2f} |")  # fmt: skip
         drop_cache(today)
         for core in cores.values():
             core.close()
