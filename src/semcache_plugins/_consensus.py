@@ -24,7 +24,10 @@ nearest candidate holding another answer (or minus ``floor`` when none does):
 The similarities asked for move with the threshold (a stricter threshold stays stricter); the
 vote floor and the gaps do not.
 
-Only holders of *a* are ever served: a different answer nearer than *a*'s holders is *a* itself.
+Only holders of *a* are ever served: a majority answer with a different answer nearer than all
+its holders is never served (that nearer answer is *a*, and its gap decides). A record an audit
+demoted still votes with its answer, as it still counts in today's ratio test; the flow never
+serves it.
 """
 
 from __future__ import annotations
