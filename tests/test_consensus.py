@@ -3,6 +3,7 @@ warmed scope through ``CacheCore`` on a real Redis where consensus serves and wh
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -363,6 +364,14 @@ def test_a_warmed_scope_serves_by_consensus_and_refuses_split_neighbourhoods(
             assert row[top[0]] >= 0.85 and warmed[int(top[0])][1] != test[query], query
             assert by_today == warmed[int(top[0])][1], query  # the trap is real
             assert by_consensus is None, query
+
+    # the async driver runs the same flow
+    async def both() -> tuple[str | None, str | None]:
+        served = await consensus.alookup(_ask(VOUCHED[0]), "m")
+        refused = await consensus.alookup(_ask(SPLIT[0]), "m")
+        return _intent(served), _intent(refused)
+
+    assert asyncio.run(both()) == (test[VOUCHED[0]], None)
     # control: a stored question itself still hits (exact tier)
     assert _intent(consensus.lookup(_ask(warmed[0][0]), "m")) == warmed[0][1]
 
