@@ -18,7 +18,7 @@ from ._compute import DeadlineExceeded, ModelWork
 from ._drivers import CoreDrivers
 from ._embedder import Embedder
 from ._errors import BackendError, CacheClosedError, ConfigurationError
-from ._flow_memo import FlowMemo
+from ._flow_config import flow_config
 from ._flows import (
     DeleteKeys,
     Flow,
@@ -29,7 +29,6 @@ from ._flows import (
     single_op,
     store_flow,
 )
-from ._generations import GenerationMemo
 from ._index import IndexLayout
 from ._invalidation import invalidation_filter
 from ._plan_memo import PlanMemo
@@ -91,27 +90,7 @@ class CacheCore(CoreDrivers):
         if self._config is None:
             with self._config_lock:
                 if self._config is None:
-                    fingerprint = self.embedder.fingerprint
-                    layout = IndexLayout(
-                        self.settings.index_prefix,
-                        fingerprint.digest,
-                        fingerprint.dim,
-                        self.settings.vector_dtype,
-                    )
-                    key = self.settings.signing_key
-                    self._config = FlowConfig(
-                        layout=layout,
-                        threshold=self.settings.similarity_threshold,
-                        guards=self.settings.guards,
-                        signing_key=key.encode() if key else None,
-                        max_response_bytes=self.settings.max_response_bytes,
-                        agreement_margin=self.settings.agreement_margin,
-                        generations=GenerationMemo(),
-                        memo=FlowMemo(layout, key.encode() if key else None),
-                        verifier_floor=self.settings.verifier_floor
-                        if self.settings.verifier and self.settings.guards
-                        else None,
-                    )
+                    self._config = flow_config(self.settings, self.embedder.fingerprint)
         return self._config
 
     async def _aconfig(self) -> FlowConfig:

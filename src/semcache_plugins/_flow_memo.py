@@ -19,7 +19,7 @@ from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from ._generations import plan_generation_keys
-from ._index import IndexLayout, entry_filter, knn_command
+from ._index import KNN_CANDIDATES, IndexLayout, entry_filter, knn_command
 from ._records import StoredRecord, checked_fields, decode_record, record_of
 from ._scope import RequestPlan
 
@@ -104,18 +104,19 @@ def knn_args(
     min_created: float | None,
     exclude_tool_calls: bool,
     policy: str | None,
+    candidates: int = KNN_CANDIDATES,
 ) -> tuple[Any, ...]:
     """``_index.knn_command`` of the scope's pre-filter (``_index.entry_filter``) and ``vector``."""
     if memo is None or memo.layout is not layout or min_created is not None:
         expression = entry_filter(
             layout, scope=scope, min_created_at=min_created, exclude_tool_calls=exclude_tool_calls
         )
-        return knn_command(layout, vector, expression, policy)
-    key = (scope, exclude_tool_calls, policy)
+        return knn_command(layout, vector, expression, policy, candidates)
+    key = (scope, exclude_tool_calls, policy, candidates)
     held = memo._searches.items.get(key)
     if held is None:
         expression = entry_filter(layout, scope=scope, exclude_tool_calls=exclude_tool_calls)
-        args = knn_command(layout, _VECTOR, expression, policy)
+        args = knn_command(layout, _VECTOR, expression, policy, candidates)
         at = next(i for i, arg in enumerate(args) if arg is _VECTOR)
         parts = (args[:at], args[at + 1 :])
         memo._searches.put(key, parts)
