@@ -233,24 +233,25 @@ def load(
 
 
 def latency(embedder: Embedder, pairs: Sequence[tv.Pair], rounds: int = 5) -> str:
-    """A,B interleaved: one query embedding (A) vs the token features of the pair (B: both
+    """A,B interleaved per pair: one query embedding (A) vs the token features of the pair (B: both
     texts through the model in one call, plus numpy); median of round medians and spread."""
     import time
 
     embedder.embed(["warm up"])
     medians: dict[str, list[float]] = {"query": [], "tokens": []}
-    for _ in range(rounds):
-        for label in ("query", "tokens"):
-            took = []
-            for p in pairs:
+    for round_ in range(rounds):
+        took: dict[str, list[float]] = {"query": [], "tokens": []}
+        for i, p in enumerate(pairs):  # A,B per pair, the order alternating
+            for label in ("query", "tokens") if (i + round_) % 2 else ("tokens", "query"):
                 started = time.perf_counter()
                 if label == "query":
                     embedder.embed([p.query])
                 else:
                     wa, wb = (merge_words(s) for s in token_states(embedder, [p.query, p.cached]))
                     token_features(wa, wb)
-                took.append(1000 * (time.perf_counter() - started))
-            medians[label].append(float(np.median(took)))
+                took[label].append(1000 * (time.perf_counter() - started))
+        for label, values in took.items():
+            medians[label].append(float(np.median(values)))
     q, t = (float(np.median(medians[k])) for k in ("query", "tokens"))
     spread = {k: f"{min(v):.2f}-{max(v):.2f}" for k, v in medians.items()}
     return (
@@ -279,16 +280,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot: dict[str, dict[str, list[tuple[float, float]]]] = {}
     print("| data | rows | system | setting | hit rate | precision | served | wrong |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
-    for half, is_design in (("design", True), ("held-out", False)):
+    for half in ("design", "held-out", "all"):
         for name, rows in evals.items():
-            keep = rows.design == is_design
-            pos = positives[name][0 if is_design else 1]
+            keep = rows.design == (half == "design") if half != "all" else rows.design | True
+            pos = sum(positives[name]) if half == "all" else positives[name][half != "design"]
             for label, kind, served, setting, sweep in CANDIDATES:
                 p = probs[kind][name]
                 hit, prec, n, wrong = rates(served(rows, p, setting), rows, keep, pos)
                 print(f"| {name} | {half} | {label} | {setting} | {hit:.3f} | {prec:.4f} | "
                       f"{n} | {wrong} |")  # fmt: skip
-                if not is_design:
+                if half == "held-out":
                     plot.setdefault(name, {})[label] = [
                         rates(served(rows, p, s), rows, keep, pos)[:2] for s in sweep
                     ]
