@@ -277,3 +277,61 @@ def test_verifier_settings(redis_url: str, index_prefix: str, embedder: Embedder
         assert off.config.verifier_floor is None
     finally:
         off.close()
+
+
+# Token alignment (``bench.verifier_tokens``, an experiment for the next verifier): a word of one
+# text with no good match in the other marks a changed number, entity or ordinal.
+def _words(*pairs: tuple[str, list[float]]) -> tuple[list[str], np.ndarray]:
+    from bench.verifier_tokens import merge_words
+
+    vectors = np.array([v for _, v in pairs], dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return merge_words(([w for w, _ in pairs], vectors))
+
+
+def test_word_pieces_merge_and_punctuation_drops() -> None:
+    words, vectors = _words(("re", [1, 0]), ("##fund", [1, 0]), ("?", [0, 1]), ("now", [0, 1]))
+    assert words == ["refund", "now"]
+    assert vectors.shape == (2, 2)
+
+
+def test_token_features_of_synthetic_states() -> None:
+    from bench.verifier_tokens import token_features
+
+    same = _words(("convert", [1, 0, 0]), ("km", [0, 1, 0]))
+    changed = _words(("convert", [1, 0, 0]), ("mi", [0, 0, 1]))
+    worst, other, mean, low = token_features(same, same)
+    assert (worst, other, mean, low) == pytest.approx((1.0, 1.0, 1.0, 0.0))
+    worst, other, mean, low = token_features(same, changed)
+    assert worst == pytest.approx(0.0) and low == pytest.approx(2 / 3)
+    stop_only = _words(("the", [0, 1, 0]))  # no content word: none of its words is unmatched
+    assert token_features(changed, stop_only)[:2] == pytest.approx([0.0, 1.0])
+    assert token_features(([], np.zeros((0, 3))), same)[3] == 1.0
+
+
+TOKEN_TRAPS = [
+    ("Convert 5 km to miles", "Convert 6 km to miles"),
+    ("What is the capital of France?", "What is the capital of Germany?"),
+    ("Who was the first president of the United States?",
+     "Who was the third president of the United States?"),
+    ("How do I transfer money to my Visa card?", "How do I transfer money to my Mastercard?"),
+]  # fmt: skip
+TOKEN_CONTROLS = [
+    ("How do I cancel my subscription?", "Cancel my subscription please"),
+    ("What is the capital of France?", "what's the capital of france"),
+    ("Convert 5 km to miles", "convert 5 km into miles please"),
+    ("How do I transfer money to my Visa card?", "How can I transfer money to my Visa card"),
+]  # fmt: skip
+
+
+def test_token_alignment_finds_the_changed_word_on_the_real_model(embedder: Embedder) -> None:
+    from bench.verifier_tokens import merge_words, token_features, token_states
+
+    def worst(a: str, b: str) -> float:
+        wa, wb = (merge_words(s) for s in token_states(embedder, [a, b]))
+        return float(token_features(wa, wb)[0])
+
+    traps = [worst(a, b) for a, b in TOKEN_TRAPS]
+    controls = [worst(a, b) for a, b in TOKEN_CONTROLS]
+    assert max(traps) < 0.8, traps
+    assert min(controls) > 0.85, controls
