@@ -18,6 +18,7 @@ from ._compute import DeadlineExceeded, ModelWork
 from ._drivers import CoreDrivers
 from ._embedder import Embedder
 from ._errors import BackendError, CacheClosedError, ConfigurationError
+from ._events import CacheObserver, EventStream, observe
 from ._flows import (
     DeleteKeys,
     Flow,
@@ -33,7 +34,7 @@ from ._index import IndexLayout
 from ._invalidation import invalidation_filter
 from ._scope import RequestPlan, plan_request
 from ._settings import CacheSettings, validate_namespace
-from ._stats import BreakerOpenError, CacheObserver, CacheStats, CircuitBreaker
+from ._stats import BreakerOpenError, CacheStats, CircuitBreaker
 from ._ttl import entry_ttl
 from ._types import CacheHit
 from ._warm import WarmItem, store_many
@@ -64,7 +65,10 @@ class CacheCore(CoreDrivers):
             settings = CacheSettings(**{**settings.model_dump(exclude_unset=True), **given})
         self.settings = settings
         self.embedder = embedder if embedder is not None else Embedder.from_settings(settings)
-        self._stats = CacheStats()
+        self.events = EventStream()  # every count: subscribe(callback) to watch the cache
+        self._counters = CacheStats()
+        self.events.subscribe(self._counters.record)
+        self._stats = self.events  # the name the emitting modules use
         self._breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
         self._work = ModelWork(self.embedder, self._stats)
         self._auditor = Auditor(self)
@@ -162,16 +166,19 @@ class CacheCore(CoreDrivers):
             vector=vector,
         )
 
-    def _stored(self, entry_id: str | None) -> str | None:
-        self._stats.count("stores" if entry_id else "skipped")
+    def _stored(self, entry_id: str | None, ttl: int | None) -> str | None:
+        if entry_id:
+            self._stats.count("stores")
+        else:  # store_flow writes nothing for a zero TTL or an over-large response
+            self._stats.skip("ttl_zero" if ttl == 0 else "too_large")
         return entry_id
 
     def _finish(self, plan: RequestPlan, result: LookupResult, started: float) -> CacheHit | None:
         if result.hit is not None and not self.settings.serve:  # shadow mode: record, serve none
             self._auditor.shadowed(plan.entry_id, plan.prompt, result.hit)
             result = LookupResult(None, "misses", result.vector)
-        if result.outcome == "skipped":
-            self._stats.count("lookups")
+        if result.outcome == "skipped":  # the text is too long to embed
+            self._stats.skip("too_long")
         else:
             self._stats.lookup_done(result.outcome, time.perf_counter() - started, result.hit)
         return result.hit
@@ -272,7 +279,7 @@ class CacheCore(CoreDrivers):
         self._auditor.stored(plan.entry_id, response)  # judges a hit withheld for this request
         flow = self._store_flow(self.config, plan, response, seconds, exact_only)
         try:
-            return self._stored(self._run(flow))
+            return self._stored(self._run(flow), seconds)
         except BreakerOpenError:
             return None  # counted as a skip
 
@@ -302,7 +309,7 @@ class CacheCore(CoreDrivers):
             return None
         except BreakerOpenError:
             return None  # counted as a skip
-        return self._stored(result)
+        return self._stored(result, seconds)
 
     def store_many(
         self,
@@ -369,12 +376,13 @@ class CacheCore(CoreDrivers):
         return await self.ainvalidate(namespace=self.settings.namespace)
 
     def add_observer(self, observer: CacheObserver) -> None:
-        """Report every cache event (counts, skips, finished lookups) to ``observer`` too."""
-        self._stats.add_observer(observer)
+        """Report every cache event to ``observer``'s ``count``/``skip``/``lookup_done`` too
+        (the older form of ``core.events.subscribe``)."""
+        self.events.subscribe(observe(observer))
 
     def stats(self) -> dict[str, object]:
         """Counters and lookup latency percentiles since this core was created."""
-        snapshot = self._stats.snapshot()
+        snapshot = self._counters.snapshot()
         snapshot["breaker_open"] = self._breaker.is_open
         snapshot["breaker_state"] = self._breaker.state
         return snapshot
