@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from ._audit_run import Auditor
 from ._backend import AsyncBackend, SyncBackend
@@ -32,6 +32,7 @@ from ._flows import (
 from ._generations import GenerationMemo
 from ._index import IndexLayout
 from ._invalidation import invalidation_filter
+from ._options import SettingsOverrides, merge_settings
 from ._scope import RequestPlan, plan_request
 from ._settings import CacheSettings, validate_namespace
 from ._stats import BreakerOpenError, CacheStats, CircuitBreaker
@@ -39,7 +40,7 @@ from ._ttl import entry_ttl
 from ._types import CacheHit
 from ._warm import WarmItem, store_many
 
-__all__ = ["CacheCore", "adapter_core"]
+__all__ = ["CacheCore"]
 
 logger = logging.getLogger("semcache_plugins")
 _ENTRY_ID = re.compile(r"[0-9a-f]{32}")
@@ -47,7 +48,13 @@ Messages = Sequence[Mapping[str, Any]]
 
 
 class CacheCore(CoreDrivers):
-    """A scoped exact + semantic cache over Redis (RedisVL HNSW) and a local ONNX embedder."""
+    """A scoped exact + semantic cache over Redis (RedisVL HNSW) and a local ONNX embedder.
+
+    ``settings`` plus keyword overrides (every ``CacheSettings`` field, typed by
+    ``SettingsOverrides``; an unknown one is a ``ConfigurationError``); ``embedder`` shares a
+    loaded model; ``redis_client``/``async_redis_client``: clients to use instead of
+    ``redis_url`` (left open by :meth:`close`). ``events``: subscribe to what the cache does.
+    """
 
     def __init__(
         self,
@@ -56,14 +63,9 @@ class CacheCore(CoreDrivers):
         embedder: Embedder | None = None,
         redis_client: Any = None,
         async_redis_client: Any = None,
-        **overrides: Any,
+        **overrides: Unpack[SettingsOverrides],
     ) -> None:
-        given = {k: v for k, v in overrides.items() if v is not None}
-        if settings is None:
-            settings = CacheSettings(**given)
-        elif given:
-            settings = CacheSettings(**{**settings.model_dump(exclude_unset=True), **given})
-        self.settings = settings
+        self.settings = settings = merge_settings(settings, overrides)
         self.embedder = embedder if embedder is not None else Embedder.from_settings(settings)
         self.events = EventStream()  # every count: subscribe(callback) to watch the cache
         self._counters = CacheStats()
@@ -386,19 +388,3 @@ class CacheCore(CoreDrivers):
         snapshot["breaker_open"] = self._breaker.is_open
         snapshot["breaker_state"] = self._breaker.state
         return snapshot
-
-
-def adapter_core(
-    *,
-    core: CacheCore | None,
-    settings: CacheSettings | None,
-    embedder: Embedder | None,
-    overrides: Mapping[str, Any],
-) -> tuple[CacheCore, bool]:
-    """The core an adapter runs on, and whether the adapter owns (and so closes) it."""
-    given = {key: value for key, value in overrides.items() if value is not None}
-    if core is not None:
-        if given or settings is not None or embedder is not None:
-            raise ConfigurationError("pass either core= or the cache settings, not both")
-        return core, False
-    return CacheCore(settings=settings, embedder=embedder, **given), True
