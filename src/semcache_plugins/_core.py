@@ -54,6 +54,7 @@ class CacheCore(CoreDrivers):
     ``SettingsOverrides``; an unknown one is a ``ConfigurationError``); ``embedder`` shares a
     loaded model; ``redis_client``/``async_redis_client``: clients to use instead of
     ``redis_url`` (left open by :meth:`close`). ``events``: subscribe to what the cache does.
+    ``clock``: seconds since the epoch for entry ages and expiry checks (settable, e.g. tests).
     """
 
     def __init__(
@@ -67,9 +68,9 @@ class CacheCore(CoreDrivers):
     ) -> None:
         self.settings = settings = merge_settings(settings, overrides)
         self.embedder = embedder if embedder is not None else Embedder.from_settings(settings)
-        self.events = EventStream()  # every count: subscribe(callback) to watch the cache
-        self._counters = CacheStats()
+        self.events, self._counters = EventStream(), CacheStats()  # stats() subscribes too
         self.events.subscribe(self._counters.record)
+        self.clock: Callable[[], float] = time.time
         self._stats = self.events  # the name the emitting modules use
         self._breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
         self._work = ModelWork(self.embedder, self._stats)
@@ -166,6 +167,7 @@ class CacheCore(CoreDrivers):
             ttl=ttl,
             exact_only=exact_only,
             vector=vector,
+            now=self.clock(),
         )
 
     def _stored(self, entry_id: str | None, ttl: int | None) -> str | None:
@@ -203,7 +205,9 @@ class CacheCore(CoreDrivers):
             return None
         config = self.config
         started = time.perf_counter()
-        flow = lookup_flow(config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls)
+        flow = lookup_flow(
+            config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls, now=self.clock()
+        )
         deadline = started + self.settings.lookup_timeout
         try:
             result = self._run(flow, deadline)
@@ -238,7 +242,9 @@ class CacheCore(CoreDrivers):
             return None
         config = await self._aconfig()
         started = time.perf_counter()
-        flow = lookup_flow(config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls)
+        flow = lookup_flow(
+            config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls, now=self.clock()
+        )
         deadline = started + self.settings.lookup_timeout
         try:
             result = await asyncio.wait_for(
@@ -381,6 +387,10 @@ class CacheCore(CoreDrivers):
         """Report every cache event to ``observer``'s ``count``/``skip``/``lookup_done`` too
         (the older form of ``core.events.subscribe``)."""
         self.events.subscribe(observe(observer))
+
+    def drain_audits(self, timeout: float | None = None) -> bool:
+        """Wait for the audits under way to be judged and written; False if ``timeout`` ran out."""
+        return self._auditor.drain(timeout)
 
     def stats(self) -> dict[str, object]:
         """Counters and lookup latency percentiles since this core was created."""
