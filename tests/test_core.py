@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from semcache_plugins import CacheCore, CacheHit, CacheSettings, Embedder
+from semcache_plugins import CacheCore, CacheEvent, CacheHit, CacheSettings, Embedder
 
 SYSTEM = {"role": "system", "content": "You are a helpful support agent."}
 PARAMS = {"temperature": 0, "max_tokens": 200}
@@ -48,12 +48,15 @@ def test_paraphrase_hits_unrelated_misses(core: CacheCore) -> None:
 
 def test_exact_repeat_is_served_without_embedding(core: CacheCore) -> None:
     core.store(ask("What is the capital of France?"), "Paris", model="m", params=PARAMS)
-    embeddings_before = core.stats()["embeddings"]
-    core._work.vectors.clear()  # forget memoized vectors: prove no embedding runs
-    hit = core.lookup(ask("  What is the capital of France? \n"), model="m", params=PARAMS)
-    assert hit is not None and hit.tier == "exact" and hit.similarity == 1.0
-    assert hit.response == "Paris"
-    assert core.stats()["embeddings"] == embeddings_before
+    # a second core on the same index: nothing memoized, so an embedding would show
+    with CacheCore(settings=core.settings, embedder=core.embedder) as fresh:
+        events: list[CacheEvent] = []
+        fresh.events.subscribe(events.append)
+        hit = fresh.lookup(ask("  What is the capital of France? \n"), model="m", params=PARAMS)
+        assert hit is not None and hit.tier == "exact" and hit.similarity == 1.0
+        assert hit.response == "Paris"
+        assert [(e.kind, e.name) for e in events] == [("lookup", "hits_exact")]
+        assert fresh.stats()["embeddings"] == 0
 
 
 def test_scope_changes_miss_and_equivalent_params_hit(core: CacheCore) -> None:

@@ -38,7 +38,7 @@ MODEL = "openai/gpt-4o-mini"
 SYSTEM = {"role": "system", "content": "You are a helpful support agent."}
 MakeCache = Callable[..., SemCache]
 FIELDS = (*TENANT_FIELDS, END_USER_FIELD)
-_counter = itertools.count
+_counter = itertools.count()
 
 # A tenant: some of key / team / org / end user (ids as the proxy writes them).
 ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=12)

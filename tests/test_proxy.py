@@ -76,7 +76,9 @@ class Proxy:
             model=model, messages=messages, **options
         )
 
+    @property
     def count(self) -> int:
+        """Chat completions the upstream received."""
         return self.upstream.count
 
 
