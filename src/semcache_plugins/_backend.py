@@ -35,7 +35,7 @@ from ._flows import (
 )
 from ._index import IndexLayout, search_rows
 from ._l1 import L1Cache, acquire_l1, release_l1
-from ._l1_reads import ahold, held_read, hold
+from ._l1_reads import ahold, held_result, hold
 from ._reads import entry_replies, queue_reads, read_result
 from ._settings import CacheSettings
 from ._stats import CircuitBreaker
@@ -198,9 +198,9 @@ class SyncBackend:
         most until then: a slow reply is a failure, and none is sent once the time is up."""
         l1 = self._l1
         if l1 is not None and type(op) is ReadEntry:
-            held = held_read(l1, op.key, len(op.count_keys), op.generation_keys)
+            held = held_result(l1, op)
             if held is not None:
-                return read_result(op, held)
+                return held
         if until is not None and time.perf_counter() >= until:
             raise DeadlineExceeded
         previous = deadline(until)
@@ -330,9 +330,9 @@ class AsyncBackend:
     async def execute(self, op: Op, layout: IndexLayout, breaker: CircuitBreaker) -> Any:
         l1 = self._l1
         if l1 is not None and type(op) is ReadEntry:
-            held = held_read(l1, op.key, len(op.count_keys), op.generation_keys)
+            held = held_result(l1, op)
             if held is not None:
-                return read_result(op, held)
+                return held
         try:
             try:
                 result = await self._execute(op, layout)

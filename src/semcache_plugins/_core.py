@@ -19,6 +19,7 @@ from ._drivers import CoreDrivers
 from ._embedder import Embedder
 from ._errors import BackendError, CacheClosedError, ConfigurationError
 from ._events import CacheObserver, EventStream, observe
+from ._flow_config import flow_config
 from ._flows import (
     DeleteKeys,
     Flow,
@@ -29,11 +30,11 @@ from ._flows import (
     single_op,
     store_flow,
 )
-from ._generations import GenerationMemo
 from ._index import IndexLayout
 from ._invalidation import invalidation_filter
 from ._options import SettingsOverrides, merge_settings
-from ._scope import RequestPlan, plan_request
+from ._plan_memo import PlanMemo
+from ._scope import RequestPlan
 from ._settings import CacheSettings, validate_namespace
 from ._stats import BreakerOpenError, CacheStats, CircuitBreaker
 from ._ttl import entry_ttl
@@ -76,6 +77,7 @@ class CacheCore(CoreDrivers):
         self._work = ModelWork(self.embedder, self._stats)
         self._auditor = Auditor(self)
         self._config: FlowConfig | None = None
+        self._plans = PlanMemo()  # plans by request content (settings are fixed per core)
         self._config_lock = threading.Lock()
         self._closed = False
         self._sync = SyncBackend(
@@ -95,26 +97,7 @@ class CacheCore(CoreDrivers):
         if self._config is None:
             with self._config_lock:
                 if self._config is None:
-                    fingerprint = self.embedder.fingerprint
-                    layout = IndexLayout(
-                        self.settings.index_prefix,
-                        fingerprint.digest,
-                        fingerprint.dim,
-                        self.settings.vector_dtype,
-                    )
-                    key = self.settings.signing_key
-                    self._config = FlowConfig(
-                        layout=layout,
-                        threshold=self.settings.similarity_threshold,
-                        guards=self.settings.guards,
-                        signing_key=key.encode() if key else None,
-                        max_response_bytes=self.settings.max_response_bytes,
-                        agreement_margin=self.settings.agreement_margin,
-                        generations=GenerationMemo(),
-                        verifier_floor=self.settings.verifier_floor
-                        if self.settings.verifier and self.settings.guards
-                        else None,
-                    )
+                    self._config = flow_config(self.settings, self.embedder.fingerprint)
         return self._config
 
     async def _aconfig(self) -> FlowConfig:
@@ -132,7 +115,7 @@ class CacheCore(CoreDrivers):
     ) -> RequestPlan:
         # a per-call namespace passes the settings' validator: "" is an error, not the default
         namespace = self.settings.namespace if namespace is None else validate_namespace(namespace)
-        return plan_request(messages, model=model, params=params, namespace=namespace)
+        return self._plans.plan(messages, model=model, params=params, namespace=namespace)
 
     def _planned(
         self,

@@ -15,8 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from ._types import CacheHit
 
@@ -38,9 +37,9 @@ COUNTS = (
 EventKind = Literal["lookup", "skip", "store", "count"]
 
 
-@dataclass(frozen=True, slots=True)
-class CacheEvent:
-    """Something the cache did.
+class CacheEvent(NamedTuple):
+    """Something the cache did (immutable; a tuple because one is made per lookup on the
+    exact-repeat fast path, about twice as fast to build as a frozen dataclass).
 
     - ``lookup``: a finished lookup; ``name`` is ``hits_exact``, ``hits_semantic`` or
       ``misses``, ``seconds`` its latency, ``hit`` what it found (None on a miss).

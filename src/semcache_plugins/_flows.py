@@ -15,28 +15,24 @@ from typing import Any
 
 import numpy as np
 
-from ._answer import answers_agree
+from ._answer import answers_agree  # noqa: F401  (tests import it from here)
 from ._audit import demoted_ids
+from ._consensus import close_rows, serving_order
 from ._errors import ConfigurationError, SerializationError
-from ._generations import GenerationMemo, generation_key, plan_generation_keys, servable
+from ._flow_config import FlowConfig
+from ._flow_memo import decoded, exact_read, knn_args
+from ._generations import generation_key, plan_generation_keys, servable
 from ._guards import DEFAULT_SIMILARITY_THRESHOLD
 from ._index import (
-    IndexLayout,
+    KNN_CANDIDATES,
     count_pattern,
     entry_filter,
     hybrid_policy,
     ids_command,
-    knn_command,
     namespace_hash,
 )
 from ._notation import notation_differs
-from ._records import (
-    StoredRecord,
-    decode_record,
-    encode_response,
-    record_mapping,
-    vector_digest,
-)
+from ._records import StoredRecord, encode_response, record_mapping, vector_digest
 from ._scope import RequestPlan, normalize_text
 from ._ttl import validate_max_age
 from ._types import CacheHit
@@ -162,20 +158,6 @@ Flow = Generator[Op, Any, Any]
 
 
 @dataclass(frozen=True)
-class FlowConfig:
-    """What the flows need from the settings."""
-
-    layout: IndexLayout
-    threshold: float
-    guards: bool
-    signing_key: bytes | None
-    max_response_bytes: int
-    agreement_margin: float = 0.0  # with guards: neighbours this close must agree (0 = off)
-    generations: GenerationMemo | None = None  # lookup -> store hand-over (see _generations)
-    verifier_floor: float | None = None  # with guards: serve from here if the verifier agrees
-
-
-@dataclass(frozen=True)
 class LookupResult:
     """The outcome of one lookup: the hit (or None), its stats counter, and the query vector."""
 
@@ -186,24 +168,10 @@ class LookupResult:
 
 def _read(config: FlowConfig, fields: dict[str, Any], entry_id: str) -> StoredRecord | None:
     try:
-        return decode_record(fields, entry_id=entry_id, signing_key=config.signing_key)
+        return decoded(config.memo, fields, entry_id=entry_id, signing_key=config.signing_key)
     except SerializationError as exc:
         logger.warning("semcache: ignoring stored entry: %s", exc)
         return None
-
-
-def _close_ids(config: FlowConfig, rows: list[dict[str, Any]]) -> list[tuple[float, str]]:
-    """(similarity, key) of the KNN rows that can matter, nearest first. Rows further than the
-    agreement margin below the threshold can neither hit nor disagree with a hit."""
-    floor = served_floor(config.threshold, config.verifier_floor)
-    floor -= config.agreement_margin if config.guards else 0.0
-    close = []
-    for row in rows:
-        similarity = 1.0 - float(row.get("vector_distance", 2.0))
-        if similarity < floor:
-            break  # nearest first
-        close.append((similarity, str(row["id"])))
-    return close
 
 
 def _in_scope(
@@ -247,9 +215,7 @@ def lookup_flow(
     now = time.time() if now is None else now
     min_created = None if max_age is None else now - validate_max_age(max_age)
     layout = config.layout
-    counts = (layout.count_key(plan.scope), layout.count_key()) if plan.semantic else ()
-    gens = plan_generation_keys(layout, plan)
-    fields, sizes, generation = yield ReadEntry(layout.key(plan.entry_id), counts, gens)
+    fields, sizes, generation = yield exact_read(config.memo, layout, plan)
     if config.generations is not None and generation is not None:
         config.generations.remember(plan.entry_id, generation)  # for the store that follows
     if fields is not None:
@@ -268,27 +234,35 @@ def lookup_flow(
     vector = yield EmbedQuery(plan.embed_text)
     if vector is None:
         return LookupResult(None, "skipped")
-    filter_expression = entry_filter(
-        layout,
-        scope=plan.scope,
-        min_created_at=min_created,
-        exclude_tool_calls=not semantic_tool_calls,
-    )
     # entry counts cannot tell how many pass a max_age filter: leave that to RediSearch
     policy = hybrid_policy(*sizes) if sizes and min_created is None else None
-    rows = yield Search(knn_command(layout, layout.vector_bytes(vector), filter_expression, policy))
-    close = _close_ids(config, rows)  # a miss (the usual case) stops here: no records read
+    wide = config.consensus.neighbours if config.guards and config.consensus else KNN_CANDIDATES
+    vector_bytes, exclude = layout.vector_bytes(vector), not semantic_tool_calls
+    rows = yield Search(
+        knn_args(config.memo, layout, scope=plan.scope, vector=vector_bytes,
+                 min_created=min_created, exclude_tool_calls=exclude, policy=policy,
+                 candidates=wide)
+    )  # fmt: skip
+    close = close_rows(  # a miss (the usual case) stops here: no records read
+        rows,
+        threshold=served_floor(config.threshold, config.verifier_floor),
+        agreement_margin=config.agreement_margin,
+        guards=config.guards,
+        policy=config.consensus,
+    )
     if not close:
         return LookupResult(None, "misses", vector)
     found = yield ReadEntries(tuple(key for _, key in close), config.signing_key is not None)
     candidates = _in_scope(config, plan, close, found, generation, now, semantic_tool_calls)
     verifying = config.verifier_floor is not None  # the learned verifier judges each candidate
-    for index, (similarity, record) in enumerate(candidates):
-        if similarity < served_floor(config.threshold, config.verifier_floor):
-            break  # candidates come nearest first
-        if config.guards and not answers_agree(candidates, index, config.agreement_margin):
-            logger.debug("semcache: neighbours of %s disagree; a miss", plan.entry_id)
-            break
+    order = serving_order(
+        candidates,
+        threshold=served_floor(config.threshold, config.verifier_floor),
+        agreement_margin=config.agreement_margin,
+        guards=config.guards,
+        policy=config.consensus,
+    )
+    for similarity, record in (candidates[index] for index in order):
         if record.entry_id in demoted_ids(close, found):
             continue  # an audit demoted it: it may still veto a neighbour, never answer
         if notation_differs(plan.prompt, record.prompt):

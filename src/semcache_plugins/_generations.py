@@ -16,6 +16,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import product
 from typing import Any
 
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 _ANY = "-"
+# a namespace's hash on every lookup (``servable``): the same few namespaces again and again
+_namespace_hash = lru_cache(maxsize=1024)(namespace_hash)
 
 
 def generation_key(
@@ -102,7 +105,7 @@ def plan_generation_keys(layout: IndexLayout, plan: RequestPlan) -> tuple[str, .
     """The generation counters of a request's scope (see ``_generations``)."""
     return generation_keys(
         layout,
-        namespace=namespace_hash(plan.namespace),
+        namespace=_namespace_hash(plan.namespace),
         system=plan.system_hash,
         model=plan.model_hash,
     )
@@ -117,7 +120,7 @@ def servable(
     return (
         record is not None
         and record.scope == plan.scope
-        and record.namespace_hash == namespace_hash(plan.namespace)
+        and record.namespace_hash == _namespace_hash(plan.namespace)
         and record.system_hash == plan.system_hash
         and record.model_hash == plan.model_hash
         and (generation is None or record.generation == generation)

@@ -199,14 +199,16 @@ def knn_command(
     vector: bytes,
     filter_expression: FilterExpression,
     policy: str | None = None,
+    candidates: int = KNN_CANDIDATES,
 ) -> tuple[Any, ...]:
     """``FT.SEARCH`` arguments of the KNN query (not a range query: filtered HNSW range queries
     can miss neighbours), pre-filtered, nearest first, returning ids and distances only (the few
     records that can matter are read next). Sent as is: no query object per lookup.
-    ``policy``: an explicit ``HYBRID_POLICY`` (see :func:`hybrid_policy`)."""
+    ``policy``: an explicit ``HYBRID_POLICY`` (see :func:`hybrid_policy`); ``candidates``: how
+    many neighbours (the consensus rule, ``_consensus``, asks for more)."""
     hybrid = f"HYBRID_POLICY {policy} " if policy else ""
     knn = (
-        f"({filter_expression})=>[KNN {KNN_CANDIDATES} @{VECTOR_FIELD} $vector "
+        f"({filter_expression})=>[KNN {candidates} @{VECTOR_FIELD} $vector "
         f"{hybrid}EF_RUNTIME {HNSW_EF_RUNTIME} AS vector_distance]"
     )
     return (
@@ -223,7 +225,7 @@ def knn_command(
         2,
         "LIMIT",
         0,
-        KNN_CANDIDATES,
+        candidates,
         "PARAMS",
         2,
         "vector",

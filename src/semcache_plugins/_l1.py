@@ -29,7 +29,8 @@ import select
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import redis
@@ -51,6 +52,9 @@ _PING_EVERY = 0.05  # seconds without a push before the listener checks its conn
 _LEASE = 0.25
 _CATCH_UP_WAIT = 0.005  # seconds a read waits for the listener to finish reading its socket
 _RETRY = 0.5  # seconds between listener reconnects
+# of a held (value, expiry, size)
+_value: Callable[[Any], Any] = itemgetter(0)
+_expiry: Callable[[Any], float] = itemgetter(1)
 LISTENER_NAME = "semcache-l1"  # CLIENT LIST shows the listener connections by this name
 
 
@@ -81,6 +85,7 @@ class L1Cache:
         self._timeout = socket_timeout
         self._lock = threading.Lock()
         self._values: OrderedDict[str, tuple[Any, float, int]] = OrderedDict()
+        self._derived: dict[str, Any] = {}  # what readers derived from a held key (dropped with it)
         self._bytes = 0
         self._session = 0
         self._epoch = 0
@@ -100,18 +105,26 @@ class L1Cache:
         if not self._catch_up():
             return None
         now = time.monotonic()
-        values = []
         with self._lock:
             if not self._live or now - self._heard > _LEASE:
                 return None
-            for key in keys:
-                held = self._values.get(key)
-                if held is None or held[1] <= now:
-                    return None
-                values.append(held[0])
+            held = list(map(self._values.get, keys))
+            if None in held or (held and min(map(_expiry, held)) <= now):
+                return None
             for key in keys:
                 self._values.move_to_end(key)
-        return values
+        return list(map(_value, held))
+
+    def derived(self, key: str) -> Any:
+        """What a reader derived from ``key``'s value (:meth:`derive`), or None. The reader
+        checks it was derived from the very values it was just served."""
+        return self._derived.get(key)
+
+    def derive(self, key: str, value: Any) -> None:
+        """Keep ``value`` beside ``key`` while ``key`` is held (dropped with it)."""
+        with self._lock:
+            if key in self._values:
+                self._derived[key] = value
 
     def snapshot(self) -> Snapshot | None:
         """Taken before a read whose result may be stored (None: the L1 is not live)."""
@@ -152,6 +165,7 @@ class L1Cache:
 
     def _drop(self, key: str) -> None:
         held = self._values.pop(key, None)
+        self._derived.pop(key, None)
         if held is not None:
             self._bytes -= held[2]
 
@@ -163,6 +177,7 @@ class L1Cache:
             self._log.append((self._epoch, dropped))
             if dropped is None:
                 self._values.clear()
+                self._derived.clear()
                 self._bytes = 0
             else:
                 for key in dropped:
@@ -182,6 +197,7 @@ class L1Cache:
             self._live = live
             self._session += 1
             self._values.clear()
+            self._derived.clear()
             self._bytes = 0
 
     # -- the listener --------------------------------------------------------------------
@@ -293,6 +309,7 @@ def _after_fork_in_child() -> None:
         l1._live = False
         l1._session += 1
         l1._values.clear()
+        l1._derived.clear()
         l1._bytes = 0
         l1._thread = None
         l1._client = l1._connection = None  # the parent's connection: never read from here

@@ -5,26 +5,42 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from operator import is_
 from typing import Any
 
 import redis
 
+from ._flows import ReadEntry
 from ._l1 import L1Cache, Snapshot
+from ._reads import read_result
 
-__all__ = ["ahold", "held_read", "hold"]
+__all__ = ["ahold", "held_result", "hold"]
 
 
-def held_read(l1: L1Cache, key: str, counts: int, generation_keys: Sequence[str]) -> Any:
-    """The pipeline replies of an exact-tier read from the L1, or None. Entry counts ride along
-    with the entry (not tracked: a stale count only changes the KNN strategy)."""
-    values = l1.get((key, *generation_keys))
-    if values is None or len(values[0][1]) != counts:
+def held_result(l1: L1Cache, op: ReadEntry) -> Any:
+    """The result of an exact-tier read (``_reads.read_result``) from the L1, or None. Entry
+    counts ride along with the entry (not tracked: a stale count only changes the KNN
+    strategy). A result derived from the very values the L1 serves now (the same objects; the
+    L1 drops what was derived with them) is reused; anything else is derived afresh."""
+    keys = (op.key, *op.generation_keys)
+    values = l1.get(keys)
+    if values is None or len(values[0][1]) != len(op.count_keys):
         return None
+    derived = l1.derived(op.key)
+    if (
+        derived is not None
+        and derived[0] == keys
+        and len(derived[1]) == len(values)
+        and all(map(is_, derived[1], values))
+    ):
+        return derived[2]
     fields, held_counts = values[0]
     replies = [fields, *held_counts]
-    if generation_keys:
+    if op.generation_keys:
         replies.append(values[1:])
-    return replies
+    result = read_result(op, replies)
+    l1.derive(op.key, (keys, values, result))
+    return result
 
 
 def stored_entry(replies: Sequence[Any], counts: int) -> bool:

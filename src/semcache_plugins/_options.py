@@ -44,6 +44,8 @@ class SettingsOverrides(TypedDict, total=False):
     guards: bool | None
     #: With guards: neighbours within this cosine margin must hold the same answer (0: off).
     agreement_margin: float | None
+    #: With guards: a warmed scope's neighbourhood (a quorum of close records) decides.
+    consensus: bool | None
     #: With guards: the learned verifier judges candidates from ``verifier_floor`` up.
     verifier: bool | None
     verifier_floor: float | None

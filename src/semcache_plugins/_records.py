@@ -16,9 +16,11 @@ __all__ = [
     "RECORD_VERSION",
     "SIGNED_FIELDS",
     "StoredRecord",
+    "checked_fields",
     "decode_record",
     "encode_response",
     "record_mapping",
+    "record_of",
     "record_signature",
     "vector_digest",
 ]
@@ -127,13 +129,12 @@ def _time(text: str) -> float:
     return value
 
 
-def decode_record(
+def checked_fields(
     fields: Mapping[str, Any], *, entry_id: str, signing_key: bytes | None
-) -> StoredRecord:
-    """Check and decode a stored hash; a corrupt, foreign or forged one is a SerializationError.
-
-    When ``fields`` holds the vector (``embedding``, read for semantic candidates), it must
-    match the stored digest, which the signature covers."""
+) -> tuple[dict[str, str], float, float | None]:
+    """The text of every signed field, creation and expiry time of a stored hash, once its
+    signature (and vector digest) check out; the part of :func:`decode_record` that depends
+    on nothing but ``fields``, ``entry_id`` and ``signing_key`` (``_flow_memo`` keeps it)."""
     try:
         text = {name: _text(fields, name) for name in SIGNED_FIELDS}
         created_at = _time(text["created_at"])
@@ -150,6 +151,14 @@ def decode_record(
         vector = fields["embedding"]
         if vector_digest(vector if isinstance(vector, bytes) else None) != text["vec"]:
             raise SerializationError(f"record {entry_id} holds a vector it was not stored with")
+    return text, created_at, expires_at
+
+
+def record_of(
+    text: Mapping[str, str], created_at: float, expires_at: float | None, *, entry_id: str
+) -> StoredRecord:
+    """The record of checked fields (:func:`checked_fields`), its response parsed afresh (a
+    caller may change the response it is given: nothing else sees that)."""
     try:
         doc = json.loads(text["payload"])
     except (ValueError, RecursionError) as exc:
@@ -159,15 +168,28 @@ def decode_record(
     if text["tools"] not in ("0", "1"):
         raise SerializationError(f"record {entry_id} has an unknown tool-call flag")
     return StoredRecord(
-        entry_id=entry_id,
-        scope=text["scope"],
-        prompt=text["prompt"],
-        response=doc["response"],
-        created_at=created_at,
-        has_tool_calls=text["tools"] == "1",
-        namespace_hash=text["ns"],
-        system_hash=text["system"],
-        model_hash=text["model"],
-        generation=text["gen"],
-        expires_at=expires_at,
+        entry_id,
+        text["scope"],
+        text["prompt"],
+        doc["response"],
+        created_at,
+        text["tools"] == "1",
+        text["ns"],
+        text["system"],
+        text["model"],
+        text["gen"],
+        expires_at,
     )
+
+
+def decode_record(
+    fields: Mapping[str, Any], *, entry_id: str, signing_key: bytes | None
+) -> StoredRecord:
+    """Check and decode a stored hash; a corrupt, foreign or forged one is a SerializationError.
+
+    When ``fields`` holds the vector (``embedding``, read for semantic candidates), it must
+    match the stored digest, which the signature covers."""
+    text, created_at, expires_at = checked_fields(
+        fields, entry_id=entry_id, signing_key=signing_key
+    )
+    return record_of(text, created_at, expires_at, entry_id=entry_id)

@@ -84,6 +84,11 @@ class CacheSettings(BaseSettings):
         description="With guards: a hit needs every neighbour within this cosine margin to hold "
         "the same answer (0 turns it off).",
     )
+    consensus: bool = Field(
+        default=True,
+        description="With guards: a warmed scope's neighbourhood decides what may serve "
+        "(_consensus: a quorum of close records holding the nearest answer, none other close).",
+    )
     verifier: bool = Field(
         default=False,
         description="With guards: a learned verifier (_verifier) judges every candidate from "
