@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from semcache_plugins import CacheCore
-from semcache_plugins._events import CacheEvent
+from semcache_plugins import CacheCore, CacheEvent
 from semcache_plugins.metrics import PrometheusMetrics
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
