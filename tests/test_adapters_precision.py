@@ -16,8 +16,8 @@ from langchain_core.messages import HumanMessage  # noqa: E402
 from langchain_openai import ChatOpenAI  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from fake_openai import FakeOpenAI, answer_for  # noqa: E402
 from semcache_plugins import Embedder  # noqa: E402
+from semcache_plugins._fake_llm import FakeLLM, echo_answer  # noqa: E402
 from semcache_plugins.langchain import LangChainSemCache  # noqa: E402
 from semcache_plugins.litellm import SemCache  # noqa: E402
 from test_long_prompts import long_context, rag  # noqa: E402
@@ -66,8 +66,8 @@ def test_litellm_completion(semcache: SemCache, first: str, then: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI().start()
+def server() -> Iterator[FakeLLM]:
+    fake = FakeLLM(delay=0, answer=echo_answer).start()
     yield fake
     fake.stop()
 
@@ -85,7 +85,7 @@ async def lc_cache(
 
 @pytest.mark.parametrize(("first", "then"), DIFFERENT + SAME)
 def test_langchain_invoke(
-    server: FakeOpenAI, lc_cache: LangChainSemCache, first: str, then: str
+    server: FakeLLM, lc_cache: LangChainSemCache, first: str, then: str
 ) -> None:
     model = ChatOpenAI(
         api_key=SecretStr("sk-test"),
@@ -95,9 +95,9 @@ def test_langchain_invoke(
         model="gpt-4o-mini",
         temperature=0,
     )
-    start = server.count()
+    start = server.count
     model.invoke([HumanMessage(first)])
     answer = model.invoke([HumanMessage(then)]).content
     asked = first if (first, then) in SAME else then
-    assert answer == answer_for([{"role": "user", "content": asked}], "gpt-4o-mini", 0.0)
-    assert server.count() == start + (1 if (first, then) in SAME else 2)
+    assert answer == echo_answer([{"role": "user", "content": asked}], "gpt-4o-mini", 0.0)
+    assert server.count == start + (1 if (first, then) in SAME else 2)

@@ -212,7 +212,7 @@ def ask(text: str) -> list[dict[str, str]]:
 
 def judge(core: CacheCore, hit: CacheHit, fresh: str) -> None:
     core._auditor.judge_later(hit, PARAPHRASE, chat(fresh))
-    assert core._auditor.drain(30)
+    assert core.drain_audits(30)
 
 
 def test_disagreements_demote_an_entry_after_n(make_core: Any, redis_client: redis.Redis) -> None:
@@ -284,7 +284,7 @@ def test_shadow_mode_serves_nothing_and_judges_the_stored_answer(
     assert (stats["hits_exact"], stats["hits_semantic"], stats["misses"]) == (0, 0, 2)
     # the provider's answer to the paraphrase is stored, and judged against what would have been
     assert core.store(ask(PARAPHRASE), chat(WRONG), "m") is not None
-    assert core._auditor.drain(30)
+    assert core.drain_audits(30)
     stats = core.stats()
     assert (stats["audited"], stats["audit_disagreements"]) == (1, 1)
     _, log = read_audit(redis_client, core.layout.name)
@@ -298,7 +298,7 @@ def test_shadow_mode_agreement_is_counted_not_logged(
     core.store(ask(QUESTION), chat(ANSWER), "m")
     assert core.lookup(ask(PARAPHRASE), "m") is None
     core.store(ask(PARAPHRASE), chat(ANSWER), "m")
-    assert core._auditor.drain(30)
+    assert core.drain_audits(30)
     assert (core.stats()["audited"], core.stats()["audit_disagreements"]) == (1, 0)
     counts, log = read_audit(redis_client, core.layout.name)
     assert counts == {"audited": 1} and log == []
@@ -360,7 +360,7 @@ def test_prometheus_reports_audits_and_the_estimate(make_core: Any) -> None:
     core.store(ask(QUESTION), chat(ANSWER), "m")
     assert core.lookup(ask(PARAPHRASE), "m") is None  # shadow mode
     core.store(ask(PARAPHRASE), chat(WRONG), "m")
-    assert core._auditor.drain(30)
+    assert core.drain_audits(30)
     text = generate_latest(registry).decode()
     assert 'semcache_shadow_hits_total{tier="semantic"} 1.0' in text
     assert "semcache_audited_total 1.0" in text
@@ -413,4 +413,4 @@ def test_audits_after_close_are_dropped(make_core: Any) -> None:
     core.close()
     core._auditor.judge_later(hit, PARAPHRASE, chat(WRONG))
     core._auditor.run_call(lambda: None)
-    assert core._auditor.drain(5) and core.stats()["audited"] == 0
+    assert core.drain_audits(5) and core.stats()["audited"] == 0

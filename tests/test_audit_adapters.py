@@ -1,5 +1,5 @@
 """Audit mode and shadow mode through the adapters: real LiteLLM and LangChain (ChatOpenAI),
-real Redis and model, and the counting fake OpenAI server (``fake_openai.py``) scripted to
+real Redis and model, and the counting fake OpenAI server (``_fake_llm``) scripted to
 answer a paraphrase differently, so a disagreement is recorded."""
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetc
 
 import litellm  # noqa: E402
 
-from fake_openai import FakeOpenAI  # noqa: E402
 from semcache_plugins import CacheCore  # noqa: E402
 from semcache_plugins._audit import AuditSampler  # noqa: E402
 from semcache_plugins._audit_run import read_audit  # noqa: E402
+from semcache_plugins._fake_llm import FakeLLM, echo_answer  # noqa: E402
 from semcache_plugins.langchain import LangChainSemCache, cached  # noqa: E402
 from semcache_plugins.litellm import SemCache  # noqa: E402
 
@@ -38,8 +38,8 @@ AGREEING = "Go to Settings, pick Security, press Reset password and follow the l
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI().start()
+def fake() -> Iterator[FakeLLM]:
+    server = FakeLLM(delay=0, answer=echo_answer).start()
     server.answers[QUESTION] = ANSWER
     yield server
     server.stop()
@@ -81,7 +81,7 @@ def litellm_cache() -> Iterator[Callable[[CacheCore], SemCache]]:
     litellm.cache = previous
 
 
-def complete(fake: FakeOpenAI, text: str) -> Any:
+def complete(fake: FakeLLM, text: str) -> Any:
     return litellm.completion(
         model=MODEL,
         messages=[{"role": "user", "content": text}],
@@ -100,7 +100,7 @@ def served_entry(response: Any) -> str | None:
     ("fresh", "disagreements"), [(WRONG, 1), (AGREEING, 0)], ids=["disagree", "agree"]
 )
 def test_litellm_audit_serves_the_hit_and_checks_it_in_the_background(
-    fake: FakeOpenAI,
+    fake: FakeLLM,
     make_core: Any,
     litellm_cache: Any,
     redis_client: redis.Redis,
@@ -117,7 +117,7 @@ def test_litellm_audit_serves_the_hit_and_checks_it_in_the_background(
     assert entry is not None
     wait_for(lambda: audits(core)[0] == 1, "the audit")
     assert audits(core) == (1, disagreements)
-    assert fake.count() == 2  # the question, then the audit's repeat of the paraphrase
+    assert fake.count == 2  # the question, then the audit's repeat of the paraphrase
     counts, log = read_audit(redis_client, core.layout.name)
     assert counts["served"] == 1 and counts["audited"] == 1
     assert [(r.entry_id, r.query, r.fresh) for r in log] == (
@@ -132,7 +132,7 @@ def test_litellm_audit_serves_the_hit_and_checks_it_in_the_background(
 
 
 def test_litellm_audits_the_sampled_share_of_semantic_hits(
-    fake: FakeOpenAI, make_core: Any, litellm_cache: Any
+    fake: FakeLLM, make_core: Any, litellm_cache: Any
 ) -> None:
     rate, seed, hits = 0.3, 11, 20
     sampler = AuditSampler(rate, random.Random(seed))  # the core's, replayed
@@ -145,13 +145,13 @@ def test_litellm_audits_the_sampled_share_of_semantic_hits(
     assert complete(fake, QUESTION) is not None  # an exact hit: never audited
     for _ in range(hits):
         assert served_entry(complete(fake, PARAPHRASE)) is not None
-    assert core._auditor.drain(120)
+    assert core.drain_audits(120)
     assert audits(core) == (expected, expected)
-    assert fake.count() == 1 + expected
+    assert fake.count == 1 + expected
 
 
 def test_litellm_without_audit_rate_makes_no_extra_calls(
-    fake: FakeOpenAI, make_core: Any, litellm_cache: Any
+    fake: FakeLLM, make_core: Any, litellm_cache: Any
 ) -> None:
     core = make_core()
     litellm_cache(core)
@@ -159,8 +159,8 @@ def test_litellm_without_audit_rate_makes_no_extra_calls(
     complete(fake, QUESTION)
     for _ in range(3):
         assert served_entry(complete(fake, PARAPHRASE)) is not None
-    assert core._auditor.drain(30)
-    assert fake.count() == 1 and audits(core) == (0, 0)
+    assert core.drain_audits(30)
+    assert fake.count == 1 and audits(core) == (0, 0)
 
 
 def test_litellm_a_failing_audit_call_never_fails_the_hit(
@@ -177,13 +177,13 @@ def test_litellm_a_failing_audit_call_never_fails_the_hit(
     # LiteLLM's mock raises this for the audit's repeat; the user's call is a hit, never sent
     hit = call(PARAPHRASE, litellm.ServiceUnavailableError("down", "openai", MODEL))
     assert hit.choices[0].message.content == ANSWER and served_entry(hit) is not None
-    assert core._auditor.drain(120)
+    assert core.drain_audits(120)
     assert audits(core) == (0, 0)  # the audit is lost, nothing else
     assert "audit call for entry" in caplog.text
 
 
 async def test_litellm_async_audit_runs_as_a_task(
-    fake: FakeOpenAI, make_core: Any, litellm_cache: Any
+    fake: FakeLLM, make_core: Any, litellm_cache: Any
 ) -> None:
     core = make_core(audit_rate=1.0)
     litellm_cache(core)
@@ -200,11 +200,11 @@ async def test_litellm_async_audit_runs_as_a_task(
     while audits(core)[0] < 1:
         assert loop.time() < deadline, "the audit never finished"
         await asyncio.sleep(0.02)
-    assert audits(core) == (1, 1) and fake.count() == 2
+    assert audits(core) == (1, 1) and fake.count == 2
 
 
 def test_litellm_streamed_hit_is_audited_with_a_plain_call(
-    fake: FakeOpenAI, make_core: Any, litellm_cache: Any
+    fake: FakeLLM, make_core: Any, litellm_cache: Any
 ) -> None:
     core = make_core(audit_rate=1.0)
     litellm_cache(core)
@@ -220,13 +220,13 @@ def test_litellm_streamed_hit_is_audited_with_a_plain_call(
     )
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
     assert text == ANSWER  # the cached answer, replayed as a stream
-    assert core._auditor.drain(60)
-    assert audits(core) == (1, 1) and fake.count() == 2
-    assert not fake.requests[-1][1].get("stream")
+    assert core.drain_audits(60)
+    assert audits(core) == (1, 1) and fake.count == 2
+    assert not fake.requests[-1].get("stream")
 
 
 def test_litellm_router_audit_repeats_the_deployment_call(
-    fake: FakeOpenAI, make_core: Any, litellm_cache: Any
+    fake: FakeLLM, make_core: Any, litellm_cache: Any
 ) -> None:
     core = make_core(audit_rate=1.0)
     litellm_cache(core)
@@ -239,13 +239,13 @@ def test_litellm_router_audit_repeats_the_deployment_call(
     router.completion(model="support", messages=[{"role": "user", "content": QUESTION}])
     hit = router.completion(model="support", messages=[{"role": "user", "content": PARAPHRASE}])
     assert hit.choices[0].message.content == ANSWER and served_entry(hit) is not None
-    assert core._auditor.drain(60)
-    assert audits(core) == (1, 1) and fake.count() == 2
-    assert fake.requests[-1][1]["model"] == "deployment-a"  # the deployment's own call
+    assert core.drain_audits(60)
+    assert audits(core) == (1, 1) and fake.count == 2
+    assert fake.requests[-1]["model"] == "deployment-a"  # the deployment's own call
 
 
 def test_litellm_shadow_mode_serves_nothing_and_still_stores(
-    fake: FakeOpenAI, make_core: Any, litellm_cache: Any, redis_client: redis.Redis
+    fake: FakeLLM, make_core: Any, litellm_cache: Any, redis_client: redis.Redis
 ) -> None:
     core = make_core(serve=False)
     litellm_cache(core)
@@ -255,8 +255,8 @@ def test_litellm_shadow_mode_serves_nothing_and_still_stores(
         assert served_entry(response) is None and response.choices[0].message.content == ANSWER
     paraphrased = complete(fake, PARAPHRASE)
     assert paraphrased.choices[0].message.content == WRONG and served_entry(paraphrased) is None
-    assert fake.count() == 3  # every call reached the provider
-    assert core._auditor.drain(30)
+    assert fake.count == 3  # every call reached the provider
+    assert core.drain_audits(30)
     stats = core.stats()
     assert stats["shadow_hits_exact"] == 1 and stats["shadow_hits_semantic"] == 1
     assert stats["hits_exact"] == stats["hits_semantic"] == 0
@@ -269,7 +269,7 @@ def test_litellm_shadow_mode_serves_nothing_and_still_stores(
 # -- LangChain -------------------------------------------------------------------------------
 
 
-def chat_model(fake: FakeOpenAI, cache: LangChainSemCache) -> ChatOpenAI:
+def chat_model(fake: FakeLLM, cache: LangChainSemCache) -> ChatOpenAI:
     return ChatOpenAI(
         model="gpt-4o-mini",
         temperature=0,
@@ -292,7 +292,7 @@ async def langchain_cache(make_core: Any) -> AsyncIterator[Callable[..., LangCha
     ("fresh", "disagreements"), [(WRONG, 1), (AGREEING, 0)], ids=["disagree", "agree"]
 )
 def test_langchain_audit_withholds_the_hit_and_judges_the_answer(
-    fake: FakeOpenAI,
+    fake: FakeLLM,
     langchain_cache: Any,
     redis_client: redis.Redis,
     fresh: str,
@@ -303,7 +303,7 @@ def test_langchain_audit_withholds_the_hit_and_judges_the_answer(
     fake.answers[PARAPHRASE] = fresh
     assert model.invoke([HumanMessage(QUESTION)]).content == ANSWER
     assert model.invoke([HumanMessage(PARAPHRASE)]).content == fresh  # the model answered
-    assert fake.count() == 2
+    assert fake.count == 2
     wait_for(lambda: audits(cache.core)[0] == 1, "the audit")
     assert audits(cache.core) == (1, disagreements)
     counts, log = read_audit(redis_client, cache.core.layout.name)
@@ -313,47 +313,45 @@ def test_langchain_audit_withholds_the_hit_and_judges_the_answer(
     assert "served" not in counts  # the sampled hit was withheld, not served
 
 
-async def test_langchain_async_audit(fake: FakeOpenAI, langchain_cache: Any) -> None:
+async def test_langchain_async_audit(fake: FakeLLM, langchain_cache: Any) -> None:
     cache = langchain_cache(audit_rate=1.0)
     model = chat_model(fake, cache)
     fake.answers[PARAPHRASE] = WRONG
     assert (await model.ainvoke([HumanMessage(QUESTION)])).content == ANSWER
     assert (await model.ainvoke([HumanMessage(PARAPHRASE)])).content == WRONG
-    assert await asyncio.to_thread(cache.core._auditor.drain, 30)
+    assert await asyncio.to_thread(cache.core.drain_audits, 30)
     assert audits(cache.core) == (1, 1)
 
 
-def test_langchain_shadow_mode_serves_nothing(fake: FakeOpenAI, langchain_cache: Any) -> None:
+def test_langchain_shadow_mode_serves_nothing(fake: FakeLLM, langchain_cache: Any) -> None:
     cache = langchain_cache(serve=False)
     model = chat_model(fake, cache)
     fake.answers[PARAPHRASE] = WRONG
     for _ in range(2):
         assert model.invoke([HumanMessage(QUESTION)]).content == ANSWER
     assert model.invoke([HumanMessage(PARAPHRASE)]).content == WRONG
-    assert fake.count() == 3
-    assert cache.core._auditor.drain(30)
+    assert fake.count == 3
+    assert cache.core.drain_audits(30)
     stats = cache.stats()
     assert (stats["shadow_hits_exact"], stats["shadow_hits_semantic"]) == (1, 1)
     assert audits(cache.core) == (1, 1)
 
 
-def test_langchain_cached_stream_is_audited(fake: FakeOpenAI, langchain_cache: Any) -> None:
+def test_langchain_cached_stream_is_audited(fake: FakeLLM, langchain_cache: Any) -> None:
     cache = langchain_cache(audit_rate=1.0)
     streaming = cached(chat_model(fake, cache))
     fake.answers[PARAPHRASE] = WRONG
     assert "".join(str(c.content) for c in streaming.stream([HumanMessage(QUESTION)])) == ANSWER
     streamed = "".join(str(c.content) for c in streaming.stream([HumanMessage(PARAPHRASE)]))
-    assert streamed == WRONG and fake.count() == 2  # withheld: the model streamed its answer
-    assert cache.core._auditor.drain(30)
+    assert streamed == WRONG and fake.count == 2  # withheld: the model streamed its answer
+    assert cache.core.drain_audits(30)
     assert audits(cache.core) == (1, 1)
 
 
-def test_langchain_serving_control_hits_without_audit(
-    fake: FakeOpenAI, langchain_cache: Any
-) -> None:
+def test_langchain_serving_control_hits_without_audit(fake: FakeLLM, langchain_cache: Any) -> None:
     cache = langchain_cache()
     model = chat_model(fake, cache)
     fake.answers[PARAPHRASE] = WRONG
     assert model.invoke([HumanMessage(QUESTION)]).content == ANSWER
     assert model.invoke([HumanMessage(PARAPHRASE)]).content == ANSWER  # a semantic hit
-    assert fake.count() == 1 and audits(cache.core) == (0, 0)
+    assert fake.count == 1 and audits(cache.core) == (0, 0)

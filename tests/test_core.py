@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from semcache_plugins import CacheCore, CacheHit, CacheSettings, Embedder
+from semcache_plugins import CacheCore, CacheEvent, CacheHit, CacheSettings, Embedder
 
 SYSTEM = {"role": "system", "content": "You are a helpful support agent."}
 PARAMS = {"temperature": 0, "max_tokens": 200}
@@ -48,12 +48,15 @@ def test_paraphrase_hits_unrelated_misses(core: CacheCore) -> None:
 
 def test_exact_repeat_is_served_without_embedding(core: CacheCore) -> None:
     core.store(ask("What is the capital of France?"), "Paris", model="m", params=PARAMS)
-    embeddings_before = core.stats()["embeddings"]
-    core._work.vectors.clear()  # forget memoized vectors: prove no embedding runs
-    hit = core.lookup(ask("  What is the capital of France? \n"), model="m", params=PARAMS)
-    assert hit is not None and hit.tier == "exact" and hit.similarity == 1.0
-    assert hit.response == "Paris"
-    assert core.stats()["embeddings"] == embeddings_before
+    # a second core on the same index: nothing memoized, so an embedding would show
+    with CacheCore(settings=core.settings, embedder=core.embedder) as fresh:
+        events: list[CacheEvent] = []
+        fresh.events.subscribe(events.append)
+        hit = fresh.lookup(ask("  What is the capital of France? \n"), model="m", params=PARAMS)
+        assert hit is not None and hit.tier == "exact" and hit.similarity == 1.0
+        assert hit.response == "Paris"
+        assert [(e.kind, e.name) for e in events] == [("lookup", "hits_exact")]
+        assert fresh.stats()["embeddings"] == 0
 
 
 def test_scope_changes_miss_and_equivalent_params_hit(core: CacheCore) -> None:
@@ -184,6 +187,7 @@ def test_float16_vectors_hit_like_float32_in_an_index_of_their_own(
 def test_ttl_expiry_and_per_call_override(
     redis_url: str, index_prefix: str, embedder: Embedder, redis_client: Any
 ) -> None:
+    """The one test where Redis itself must expire a key (the others move ``core.clock``)."""
     with CacheCore(
         redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, ttl=100
     ) as core:
@@ -192,14 +196,17 @@ def test_ttl_expiry_and_per_call_override(
         assert entry and kept
         assert 0 < redis_client.ttl(core.layout.key(kept)) <= 100
         assert core.lookup(ask("short lived"), "m", PARAMS) is not None
-        time.sleep(1.6)
+        give_up = time.monotonic() + 30  # a bound, not a timing: Redis deletes it after 1 s
+        while redis_client.exists(core.layout.key(entry)) and time.monotonic() < give_up:
+            time.sleep(0.1)
+        assert not redis_client.exists(core.layout.key(entry))
         assert core.lookup(ask("short lived"), "m", PARAMS) is None
         assert core.lookup(ask("long lived"), "m", PARAMS) is not None
 
 
 def test_max_age_rejects_older_entries(core: CacheCore) -> None:
     core.store(ask("How do I reset my password?"), "A", model="m", params=PARAMS)
-    time.sleep(1.1)
+    core.clock = lambda: time.time() + 1.1  # 1.1 s later
     assert core.lookup(ask("How do I reset my password?"), "m", PARAMS, max_age=1) is None
     assert (
         core.lookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS, max_age=1) is None

@@ -29,8 +29,8 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from fake_openai import FakeOpenAI, answer_for
 from semcache_plugins._embedder import Embedder
+from semcache_plugins._fake_llm import FakeLLM, echo_answer
 from semcache_plugins._langchain_convert import OPAQUE_ROLE, parse_llm_string, parse_prompt
 from semcache_plugins._scope import plan_request
 from semcache_plugins.embedded import EmbeddedRedis
@@ -48,8 +48,8 @@ def get_weather(city: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI().start()
+def server() -> Iterator[FakeLLM]:
+    fake = FakeLLM(delay=0, answer=echo_answer).start()
     yield fake
     fake.stop()
 
@@ -57,7 +57,7 @@ def server() -> Iterator[FakeOpenAI]:
 def expected(question: str, system: str = SYSTEM) -> str:
     """What the server answers gpt-4o-mini at temperature 0 for this system + question."""
     messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
-    return answer_for(messages, "gpt-4o-mini", 0.0)
+    return echo_answer(messages, "gpt-4o-mini", 0.0)
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def global_cache(cache: LangChainSemCache) -> Iterator[LangChainSemCache]:
     set_llm_cache(None)
 
 
-def chat(server: FakeOpenAI, cache: Any = None, **kwargs: Any) -> ChatOpenAI:
+def chat(server: FakeLLM, cache: Any = None, **kwargs: Any) -> ChatOpenAI:
     options: dict[str, Any] = {"model": "gpt-4o-mini", "temperature": 0, **kwargs}
     return ChatOpenAI(
         api_key=SecretStr("sk-test"),
@@ -108,17 +108,17 @@ def without_hit_info(message: AIMessage) -> AIMessage:
 
 
 def test_paraphrase_hits_and_every_scope_change_reaches_the_model(
-    server: FakeOpenAI, cache: LangChainSemCache
+    server: FakeLLM, cache: LangChainSemCache
 ) -> None:
     model = chat(server, cache)
-    start = server.count()
+    start = server.count
     first = model.invoke(ask(RESET))
     assert first.content == expected(RESET)
-    assert server.count() == start + 1
+    assert server.count == start + 1
 
     again = model.invoke(ask(FORGOT))
     assert again.content == first.content
-    assert server.count() == start + 1
+    assert server.count == start + 1
 
     misses = [
         (model, ask(FORGOT, "You are a pirate. Answer like one.")),
@@ -132,50 +132,48 @@ def test_paraphrase_hits_and_every_scope_change_reaches_the_model(
     ]
     for n, (runnable, messages) in enumerate(misses, start=1):
         runnable.invoke(messages)
-        assert server.count() == start + 1 + n, f"scope change {n} was served from the cache"
+        assert server.count == start + 1 + n, f"scope change {n} was served from the cache"
 
 
 def test_bound_tools_answers_are_cached_exactly_only(
-    server: FakeOpenAI, cache: LangChainSemCache
+    server: FakeLLM, cache: LangChainSemCache
 ) -> None:
     model = chat(server, cache).bind_tools([get_weather])
-    start = server.count()
+    start = server.count
     call = model.invoke(ask("What is the weather in Paris right now?"))
     assert call.tool_calls and call.tool_calls[0]["name"] == "get_weather"
     again = model.invoke(ask("What is the weather in Paris right now?"))
     assert again.tool_calls == call.tool_calls and again.id == call.id
-    assert server.count() == start + 1
+    assert server.count == start + 1
     model.invoke(ask("What's the weather like in Paris at the moment?"))
-    assert server.count() == start + 2
+    assert server.count == start + 2
 
 
-def test_global_cache_with_an_lcel_chain(
-    server: FakeOpenAI, global_cache: LangChainSemCache
-) -> None:
+def test_global_cache_with_an_lcel_chain(server: FakeLLM, global_cache: LangChainSemCache) -> None:
     prompt = ChatPromptTemplate.from_messages([("system", SYSTEM), ("human", "{question}")])
     chain = prompt | chat(server) | StrOutputParser()
-    start = server.count()
+    start = server.count
     assert chain.invoke({"question": RESET}) == expected(RESET)
     assert chain.invoke({"question": FORGOT}) == expected(RESET)
-    assert server.count() == start + 1
+    assert server.count == start + 1
     pirate = ChatPromptTemplate.from_messages(
         [("system", "Talk like a pirate."), ("human", "{question}")]
     )
     assert (pirate | chat(server) | StrOutputParser()).invoke({"question": FORGOT}) == (
         expected(FORGOT, "Talk like a pirate.")
     )
-    assert server.count() == start + 2
+    assert server.count == start + 2
 
 
 def test_readme_usage(
-    server: FakeOpenAI,
+    server: FakeLLM,
     redis_url: str,
     index_prefix: str,
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     base_url, api_key = server.api_base, SecretStr("sk-test")
-    start = server.count()
+    start = server.count
     request.addfinalizer(lambda: set_llm_cache(None))
     monkeypatch.setenv("SEMCACHE_INDEX_PREFIX", index_prefix)
     # --- README: LangChain -------------------------------------------------------------------
@@ -194,7 +192,7 @@ def test_readme_usage(
 
     cache.clear(model="gpt-4o-mini")  # or clear(system_prompt=...), or clear() for everything
     # ---------------------------------------------------------------------------------------------
-    assert server.count() == start + 1
+    assert server.count == start + 1
     cache.close()
 
 
@@ -206,15 +204,15 @@ QUESTIONS = {
 }
 
 
-async def test_32_concurrent_ainvoke_calls(server: FakeOpenAI, cache: LangChainSemCache) -> None:
+async def test_32_concurrent_ainvoke_calls(server: FakeLLM, cache: LangChainSemCache) -> None:
     model = chat(server, cache)
-    start = server.count()
+    start = server.count
     firsts = await asyncio.gather(*(model.ainvoke(ask(q)) for q in QUESTIONS))
-    assert server.count() == start + len(QUESTIONS)
+    assert server.count == start + len(QUESTIONS)
     calls = [ask(q if i % 2 else p) for i, (q, p) in enumerate(list(QUESTIONS.items()) * 8)]
     answers = await asyncio.gather(*(model.ainvoke(messages) for messages in calls))
     assert len(answers) == 32
-    assert server.count() == start + len(QUESTIONS)
+    assert server.count == start + len(QUESTIONS)
     expected = [first.content for first in firsts] * 8
     assert [answer.content for answer in answers] == expected
     assert cast(int, cache.stats()["hits_semantic"]) >= 16
@@ -223,65 +221,65 @@ async def test_32_concurrent_ainvoke_calls(server: FakeOpenAI, cache: LangChainS
 # -- streaming ---------------------------------------------------------------------------------
 
 
-def test_stream_reads_and_fills_the_cache(server: FakeOpenAI, cache: LangChainSemCache) -> None:
+def test_stream_reads_and_fills_the_cache(server: FakeLLM, cache: LangChainSemCache) -> None:
     model = chat(server, cache)
     streaming = cached(model)  # uses the model's own cache=
-    start = server.count()
+    start = server.count
     cold = list(streaming.stream(ask(RESET)))
-    assert server.count() == start + 1 and len(cold) > 3
+    assert server.count == start + 1 and len(cold) > 3
     text = "".join(str(chunk.content) for chunk in cold)
     assert text == expected(RESET)
 
     warm = list(streaming.stream(ask(FORGOT)))
-    assert server.count() == start + 1
+    assert server.count == start + 1
     assert len(warm) > 3 and all(isinstance(chunk, AIMessageChunk) for chunk in warm)
     assert "".join(str(chunk.content) for chunk in warm) == text
     assert model.invoke(ask(FORGOT)).content == text  # invoke and stream share entries
-    assert server.count() == start + 1
+    assert server.count == start + 1
 
     prompt = ChatPromptTemplate.from_messages([("system", SYSTEM), ("human", "{question}")])
     pieces = list((prompt | streaming | StrOutputParser()).stream({"question": FORGOT}))
     assert len(pieces) > 3 and "".join(pieces) == text
-    assert server.count() == start + 1
+    assert server.count == start + 1
 
 
-def test_abandoned_stream_is_not_stored(server: FakeOpenAI, cache: LangChainSemCache) -> None:
+def test_abandoned_stream_is_not_stored(server: FakeLLM, cache: LangChainSemCache) -> None:
     streaming = cached(chat(server), cache=cache)
-    start = server.count()
+    start = server.count
     for _ in streaming.stream(ask("What are your opening hours on weekends?")):
         break
     list(streaming.stream(ask("What are your opening hours on weekends?")))
-    assert server.count() == start + 2
+    assert server.count == start + 2
     list(streaming.stream(ask("What are your opening hours on weekends?")))
-    assert server.count() == start + 2
+    assert server.count == start + 2
 
 
-async def test_astream_and_wrapper_invoke(server: FakeOpenAI, cache: LangChainSemCache) -> None:
+async def test_astream_and_wrapper_invoke(server: FakeLLM, cache: LangChainSemCache) -> None:
     streaming = cached(chat(server), cache=cache)  # the model itself has no cache
-    start = server.count()
+    start = server.count
     cold = [chunk async for chunk in streaming.astream(ask(RESET))]
-    assert server.count() == start + 1
+    assert server.count == start + 1
     warm = [chunk async for chunk in streaming.astream(ask(FORGOT))]
-    assert server.count() == start + 1 and len(warm) > 3
+    assert server.count == start + 1 and len(warm) > 3
     assert "".join(str(c.content) for c in warm) == "".join(str(c.content) for c in cold)
     assert (await streaming.ainvoke(ask(FORGOT))).content == expected(RESET)
     assert streaming.invoke(ask(FORGOT)).content == expected(RESET)
-    assert server.count() == start + 1
+    assert server.count == start + 1
     new = await streaming.ainvoke(ask("How can I cancel my subscription?"))
-    assert server.count() == start + 2
+    assert server.count == start + 2
     served = streaming.invoke(ask("How do I cancel my subscription plan?"))
     assert served.response_metadata["semcache"]["tier"] == "semantic"
     assert without_hit_info(served) == new
-    assert server.count() == start + 2
+    assert server.count == start + 2
 
 
-def test_streamed_tool_calls_round_trip(server: FakeOpenAI, cache: LangChainSemCache) -> None:
+def test_streamed_tool_calls_round_trip(server: FakeLLM, cache: LangChainSemCache) -> None:
     streaming = cached(chat(server).bind_tools([get_weather]), cache=cache)
     question = ask("What is the weather in Paris right now?")
-    start = server.count()
+    start = server.count
     cold = list(streaming.stream(question))
     warm = list(streaming.stream(question))
-    assert server.count() == start + 1
+    assert server.count == start + 1
     total_cold = cold[0]
     for chunk in cold[1:]:
         total_cold += chunk
@@ -359,7 +357,7 @@ def chat_llm_string(model: str) -> str:
 
 
 async def test_stopped_redis_makes_calls_slower_never_failing(
-    server: FakeOpenAI, embedder: Embedder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    server: FakeLLM, embedder: Embedder, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     redis_server = EmbeddedRedis(data_dir=tmp_path)
     redis_server.start()
@@ -368,10 +366,10 @@ async def test_stopped_redis_makes_calls_slower_never_failing(
             redis_url=redis_server.url, embedder=embedder, socket_timeout=5.0
         )
         model = chat(server, semcache)
-        start = server.count()
+        start = server.count
         model.invoke(ask(RESET))
         model.invoke(ask(FORGOT))
-        assert server.count() == start + 1
+        assert server.count == start + 1
     finally:
         redis_server.stop()
     with caplog.at_level(logging.DEBUG, logger="semcache_plugins"):
@@ -379,7 +377,7 @@ async def test_stopped_redis_makes_calls_slower_never_failing(
         assert (await model.ainvoke(ask(FORGOT))).content == expected(FORGOT)
         chunks = [c async for c in cached(model).astream(ask(FORGOT))]
         assert "".join(str(c.content) for c in chunks) == expected(FORGOT)
-    assert server.count() == start + 4
+    assert server.count == start + 4
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
     assert all("password" not in r.getMessage() for r in caplog.records)

@@ -1,7 +1,7 @@
 """``SemCache`` end to end: real LiteLLM, real Redis with Search, the real ONNX model.
 
 Every call goes through ``litellm.completion`` / ``acompletion`` / ``Router`` to a local
-OpenAI-compatible server (``fake_openai.py``) that counts requests: a cache hit is a request
+OpenAI-compatible server (``_fake_llm``) that counts requests: a cache hit is a request
 the server never saw.
 """
 
@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetc
 
 import litellm  # noqa: E402
 
-from fake_openai import EMBEDDINGS_PATH, FakeOpenAI  # noqa: E402
 from semcache_plugins import ConfigurationError, Embedder  # noqa: E402
+from semcache_plugins._fake_llm import EMBEDDINGS_PATH, FakeLLM, echo_answer  # noqa: E402
 from semcache_plugins.embedded import EmbeddedRedis  # noqa: E402
 from semcache_plugins.litellm import SemCache  # noqa: E402
 
@@ -71,8 +72,8 @@ def is_hit(response: Any) -> bool:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI().start()
+def fake() -> Iterator[FakeLLM]:
+    server = FakeLLM(delay=0, answer=echo_answer).start()
     yield server
     server.stop()
 
@@ -87,12 +88,12 @@ def cache(make_cache: MakeCache) -> SemCache:
     return make_cache()
 
 
-def chat(fake: FakeOpenAI, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+def chat(fake: FakeLLM, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
     options = {"model": MODEL, "api_base": fake.api_base, "api_key": "x", "temperature": 0}
     return litellm.completion(messages=messages, **{**options, **kwargs})
 
 
-async def achat(fake: FakeOpenAI, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+async def achat(fake: FakeLLM, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
     options = {"model": MODEL, "api_base": fake.api_base, "api_key": "x", "temperature": 0}
     return await litellm.acompletion(messages=messages, **{**options, **kwargs})
 
@@ -115,14 +116,14 @@ def free_port() -> int:
 # -- completion ---------------------------------------------------------------------------------
 
 
-def test_completion_serves_repeats_and_paraphrases(cache: SemCache, fake: FakeOpenAI) -> None:
+def test_completion_serves_repeats_and_paraphrases(cache: SemCache, fake: FakeLLM) -> None:
     first = chat(fake, ask(QUESTION))
-    assert fake.count() == 1 and not is_hit(first)
+    assert fake.count == 1 and not is_hit(first)
     assert content(first).endswith(f"You asked: {QUESTION}")
 
     again = chat(fake, ask(QUESTION), user="someone-else", timeout=30)  # ignored params
     para = chat(fake, ask(PARAPHRASE))
-    assert fake.count() == 1
+    assert fake.count == 1
     assert content(again) == content(para) == content(first)
     assert is_hit(again) and is_hit(para)
     assert semcache_info(again) == {
@@ -138,7 +139,7 @@ def test_completion_serves_repeats_and_paraphrases(cache: SemCache, fake: FakeOp
     assert para.id == first.id
 
 
-def test_scope_changes_reach_the_provider(cache: SemCache, fake: FakeOpenAI) -> None:
+def test_scope_changes_reach_the_provider(cache: SemCache, fake: FakeLLM) -> None:
     first = chat(fake, ask(QUESTION))
     changed = [
         chat(fake, ask("What are your opening hours?")),
@@ -146,15 +147,13 @@ def test_scope_changes_reach_the_provider(cache: SemCache, fake: FakeOpenAI) -> 
         chat(fake, ask(QUESTION), model="openai/gpt-4o"),
         chat(fake, ask(QUESTION), temperature=0.7),
     ]
-    assert fake.count() == 5
+    assert fake.count == 5
     assert not any(is_hit(r) for r in changed)
     assert len({content(r) for r in [first, *changed]}) == 5
     assert "t=0.7" in content(changed[3]) and "[gpt-4o " in content(changed[2])
 
 
-def test_entries_are_plain_json(
-    cache: SemCache, fake: FakeOpenAI, redis_client: redis.Redis
-) -> None:
+def test_entries_are_plain_json(cache: SemCache, fake: FakeLLM, redis_client: redis.Redis) -> None:
     first = chat(fake, ask(QUESTION))
     entry_id = semcache_info(chat(fake, ask(QUESTION)))["entry_id"]  # type: ignore[index]
     raw = redis_client.hget(cache.core.layout.key(entry_id), "payload")
@@ -168,12 +167,12 @@ def test_entries_are_plain_json(
 # -- acompletion ----------------------------------------------------------------------------------
 
 
-async def test_acompletion_32_concurrent(cache: SemCache, fake: FakeOpenAI) -> None:
+async def test_acompletion_32_concurrent(cache: SemCache, fake: FakeLLM) -> None:
     first = await achat(fake, ask(QUESTION))
     await wait_for_stores(cache, 1)
     texts = [QUESTION if i % 2 else PARAPHRASE for i in range(32)]
     hits = await asyncio.gather(*(achat(fake, ask(text)) for text in texts))
-    assert fake.count() == 1
+    assert fake.count == 1
     assert all(content(r) == content(first) and is_hit(r) for r in hits)
     assert {semcache_info(r)["tier"] for r in hits} == {"exact", "semantic"}  # type: ignore[index]
 
@@ -183,48 +182,48 @@ async def test_acompletion_32_concurrent(cache: SemCache, fake: FakeOpenAI) -> N
         achat(fake, ask(QUESTION), model="openai/gpt-4o"),
         achat(fake, ask(QUESTION), temperature=0.7),
     )
-    assert fake.count() == 5
+    assert fake.count == 5
     assert not any(is_hit(r) for r in misses)
 
 
 # -- streaming ------------------------------------------------------------------------------------
 
 
-def test_stream_hit_yields_the_cached_answer_as_chunks(cache: SemCache, fake: FakeOpenAI) -> None:
+def test_stream_hit_yields_the_cached_answer_as_chunks(cache: SemCache, fake: FakeLLM) -> None:
     first = chat(fake, ask(QUESTION))
     stream = chat(fake, ask(PARAPHRASE), stream=True)
     chunks = list(stream)
-    assert fake.count() == 1
+    assert fake.count == 1
     assert len(chunks) > 1
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == content(first)
     assert stream._hidden_params.get("cache_hit") is True
 
 
-def test_streamed_miss_is_stored_and_serves_plain_calls(cache: SemCache, fake: FakeOpenAI) -> None:
+def test_streamed_miss_is_stored_and_serves_plain_calls(cache: SemCache, fake: FakeLLM) -> None:
     streamed = "".join(
         c.choices[0].delta.content or "" for c in chat(fake, ask(QUESTION), stream=True)
     )
-    assert fake.count() == 1 and streamed.endswith(f"You asked: {QUESTION}")
+    assert fake.count == 1 and streamed.endswith(f"You asked: {QUESTION}")
     served = chat(fake, ask(PARAPHRASE))
-    assert fake.count() == 1 and is_hit(served)
+    assert fake.count == 1 and is_hit(served)
     assert content(served) == streamed
 
 
-async def test_async_streams_hit_and_fill(cache: SemCache, fake: FakeOpenAI) -> None:
+async def test_async_streams_hit_and_fill(cache: SemCache, fake: FakeLLM) -> None:
     stream = await achat(fake, ask(QUESTION), stream=True)
     streamed = "".join([c.choices[0].delta.content or "" async for c in stream])
     await wait_for_stores(cache, 1)
     served = await achat(fake, ask(PARAPHRASE))
     replay = await achat(fake, ask(PARAPHRASE), stream=True)
     replayed = [c.choices[0].delta.content or "" async for c in replay]
-    assert fake.count() == 1
+    assert fake.count == 1
     assert content(served) == streamed == "".join(replayed) and len(replayed) > 1
 
 
 # -- Router ---------------------------------------------------------------------------------------
 
 
-def router(fake: FakeOpenAI) -> litellm.Router:
+def router(fake: FakeLLM) -> litellm.Router:
     """Two deployments of one group; their own settings (key, tpm) must not split the scope."""
     deployments = [
         {
@@ -242,11 +241,11 @@ def router(fake: FakeOpenAI) -> litellm.Router:
     return litellm.Router(model_list=deployments, cache_responses=True)
 
 
-async def test_router_deployments_share_entries(cache: SemCache, fake: FakeOpenAI) -> None:
+async def test_router_deployments_share_entries(cache: SemCache, fake: FakeLLM) -> None:
     r = router(fake)
     assert litellm.cache is cache  # the Router keeps an installed cache
     first = r.completion(model="support", messages=ask(QUESTION), temperature=0)
-    assert fake.count() == 1
+    assert fake.count == 1
     served = [
         r.completion(model="support", messages=ask(PARAPHRASE), temperature=0) for _ in range(16)
     ]
@@ -256,7 +255,7 @@ async def test_router_deployments_share_entries(cache: SemCache, fake: FakeOpenA
             for text in (QUESTION, PARAPHRASE) * 8
         )
     )
-    assert fake.count() == 1
+    assert fake.count == 1
     assert all(is_hit(s) and content(s) == content(first) for s in served)
     # The model group, not the deployment, scopes the entry: both deployments served it.
     assert {s._hidden_params.get("model_id") for s in served} == {
@@ -268,23 +267,23 @@ async def test_router_deployments_share_entries(cache: SemCache, fake: FakeOpenA
 # -- per-request controls -------------------------------------------------------------------------
 
 
-def test_no_cache_skips_the_lookup(cache: SemCache, fake: FakeOpenAI) -> None:
+def test_no_cache_skips_the_lookup(cache: SemCache, fake: FakeLLM) -> None:
     chat(fake, ask(QUESTION))
     fresh = chat(fake, ask(QUESTION), cache={"no-cache": True})
-    assert fake.count() == 2 and not is_hit(fresh)
+    assert fake.count == 2 and not is_hit(fresh)
     assert is_hit(chat(fake, ask(QUESTION)))
 
 
-def test_no_store_skips_the_store(cache: SemCache, fake: FakeOpenAI) -> None:
+def test_no_store_skips_the_store(cache: SemCache, fake: FakeLLM) -> None:
     chat(fake, ask(QUESTION), cache={"no-store": True})
     chat(fake, ask(QUESTION), cache={"no-store": True})
-    assert fake.count() == 2 and cache.stats()["stores"] == 0
+    assert fake.count == 2 and cache.stats()["stores"] == 0
     chat(fake, ask(QUESTION))
-    assert is_hit(chat(fake, ask(QUESTION))) and fake.count() == 3
+    assert is_hit(chat(fake, ask(QUESTION))) and fake.count == 3
 
 
 def test_ttl_sets_the_entry_expiry(
-    cache: SemCache, fake: FakeOpenAI, redis_client: redis.Redis
+    cache: SemCache, fake: FakeLLM, redis_client: redis.Redis
 ) -> None:
     chat(fake, ask(QUESTION), cache={"ttl": 30})
     chat(fake, ask("What are your opening hours?"))
@@ -292,55 +291,55 @@ def test_ttl_sets_the_entry_expiry(
         semcache_info(chat(fake, ask(q)))["entry_id"]  # type: ignore[index]
         for q in (QUESTION, "What are your opening hours?")
     ]
-    assert fake.count() == 2
+    assert fake.count == 2
     assert 0 < redis_client.ttl(cache.core.layout.key(ids[0])) <= 30
     assert redis_client.ttl(cache.core.layout.key(ids[1])) == -1  # no default ttl
 
 
-async def test_s_maxage_only_serves_young_entries(cache: SemCache, fake: FakeOpenAI) -> None:
+async def test_s_maxage_only_serves_young_entries(cache: SemCache, fake: FakeLLM) -> None:
     chat(fake, ask(QUESTION))
-    await asyncio.sleep(1.2)
+    cache.core.clock = lambda: time.time() + 1.2  # 1.2 s later
     assert is_hit(chat(fake, ask(PARAPHRASE), cache={"s-maxage": 60}))
-    assert fake.count() == 1
+    assert fake.count == 1
     too_old = await achat(fake, ask(PARAPHRASE), cache={"s-maxage": 1})
-    assert not is_hit(too_old) and fake.count() == 2
+    assert not is_hit(too_old) and fake.count == 2
 
 
-def test_namespace_separates_entries(cache: SemCache, fake: FakeOpenAI) -> None:
+def test_namespace_separates_entries(cache: SemCache, fake: FakeLLM) -> None:
     tenant_a = {"namespace": "tenant-a"}
     chat(fake, ask(QUESTION), cache=tenant_a)
     assert is_hit(chat(fake, ask(PARAPHRASE), cache=tenant_a))
-    assert fake.count() == 1
+    assert fake.count == 1
     assert not is_hit(chat(fake, ask(QUESTION)))
     assert not is_hit(chat(fake, ask(QUESTION), cache={"namespace": "tenant-b"}))
-    assert fake.count() == 3
+    assert fake.count == 3
     assert cache.core.invalidate(namespace="tenant-a") == 1
 
 
 def test_bad_namespace_fails_open(
-    cache: SemCache, fake: FakeOpenAI, caplog: pytest.LogCaptureFixture
+    cache: SemCache, fake: FakeLLM, caplog: pytest.LogCaptureFixture
 ) -> None:
     chat(fake, ask(QUESTION))
     with caplog.at_level(logging.WARNING, logger="semcache_plugins"):
         response = chat(fake, ask(QUESTION), cache={"namespace": "no spaces, please"})
-    assert fake.count() == 2 and not is_hit(response)
+    assert fake.count == 2 and not is_hit(response)
     assert "namespace" in caplog.text and QUESTION not in caplog.text
 
 
-def test_default_off_mode_needs_use_cache(make_cache: MakeCache, fake: FakeOpenAI) -> None:
+def test_default_off_mode_needs_use_cache(make_cache: MakeCache, fake: FakeLLM) -> None:
     make_cache(mode="default_off")
     chat(fake, ask(QUESTION))
     chat(fake, ask(QUESTION))
-    assert fake.count() == 2
+    assert fake.count == 2
     chat(fake, ask(QUESTION), cache={"use-cache": True})
-    assert is_hit(chat(fake, ask(PARAPHRASE), cache={"use-cache": True})) and fake.count() == 3
+    assert is_hit(chat(fake, ask(PARAPHRASE), cache={"use-cache": True})) and fake.count == 3
 
 
 # -- failing open ---------------------------------------------------------------------------------
 
 
 async def test_unreachable_redis_costs_no_completion(
-    make_cache: MakeCache, fake: FakeOpenAI, caplog: pytest.LogCaptureFixture
+    make_cache: MakeCache, fake: FakeLLM, caplog: pytest.LogCaptureFixture
 ) -> None:
     make_cache(redis_url=f"redis://127.0.0.1:{free_port()}")
     with caplog.at_level(logging.DEBUG, logger="semcache_plugins"):
@@ -352,7 +351,7 @@ async def test_unreachable_redis_costs_no_completion(
         )
         answers.append(content(await achat(fake, ask(QUESTION))))
         await asyncio.sleep(0.2)  # let the background store fail too
-    assert fake.count() == 4 and len(set(answers)) == 1
+    assert fake.count == 4 and len(set(answers)) == 1
     ours = [r for r in caplog.records if r.name == "semcache_plugins"]
     assert [r.levelno for r in ours].count(logging.WARNING) == 1
     assert "entry " in caplog.text
@@ -360,7 +359,7 @@ async def test_unreachable_redis_costs_no_completion(
 
 
 def test_redis_stopping_mid_use_costs_no_completion(
-    make_cache: MakeCache, fake: FakeOpenAI, tmp_path: Path
+    make_cache: MakeCache, fake: FakeLLM, tmp_path: Path
 ) -> None:
     with EmbeddedRedis(data_dir=tmp_path) as server:
         make_cache(redis_url=server.url)
@@ -368,17 +367,17 @@ def test_redis_stopping_mid_use_costs_no_completion(
         assert is_hit(chat(fake, ask(PARAPHRASE)))
     assert not server.is_running()
     after = [chat(fake, ask(PARAPHRASE)), chat(fake, ask(QUESTION), stream=True)]
-    assert fake.count() == 3
+    assert fake.count == 3
     assert content(after[0]).endswith(PARAPHRASE)
 
 
 def test_broken_embedding_model_fails_open(
-    make_cache: MakeCache, fake: FakeOpenAI, tmp_path: Path
+    make_cache: MakeCache, fake: FakeLLM, tmp_path: Path
 ) -> None:
     make_cache(embedder=Embedder(model_path=tmp_path / "no-model-here"))
     first = chat(fake, ask(QUESTION))
     second = chat(fake, ask(QUESTION))
-    assert fake.count() == 2 and content(first) == content(second)
+    assert fake.count == 2 and content(first) == content(second)
 
 
 # -- tool calls -----------------------------------------------------------------------------------
@@ -389,28 +388,28 @@ def tool_call(response: Any) -> tuple[str, str, str]:
     return call.id, call.function.name, call.function.arguments
 
 
-def test_tool_calls_are_exact_tier_only_by_default(cache: SemCache, fake: FakeOpenAI) -> None:
+def test_tool_calls_are_exact_tier_only_by_default(cache: SemCache, fake: FakeLLM) -> None:
     first = chat(fake, ask(QUESTION), **TOOL_KWARGS)
     repeat = chat(fake, ask(QUESTION), **TOOL_KWARGS)
-    assert fake.count() == 1 and is_hit(repeat)
+    assert fake.count == 1 and is_hit(repeat)
     assert tool_call(repeat) == tool_call(first)
     assert json.loads(tool_call(repeat)[2]) == {"query": QUESTION}
     assert repeat.choices[0].finish_reason == "tool_calls"
     para = chat(fake, ask(PARAPHRASE), **TOOL_KWARGS)
-    assert fake.count() == 2 and not is_hit(para)
+    assert fake.count == 2 and not is_hit(para)
     assert json.loads(tool_call(para)[2]) == {"query": PARAPHRASE}
 
 
-def test_semantic_tool_calls_opt_in(make_cache: MakeCache, fake: FakeOpenAI) -> None:
+def test_semantic_tool_calls_opt_in(make_cache: MakeCache, fake: FakeLLM) -> None:
     make_cache(semantic_tool_calls=True)
     first = chat(fake, ask(QUESTION), **TOOL_KWARGS)
     para = chat(fake, ask(PARAPHRASE), **TOOL_KWARGS)
-    assert fake.count() == 1 and is_hit(para)
+    assert fake.count == 1 and is_hit(para)
     assert semcache_info(para)["tier"] == "semantic"  # type: ignore[index]
     assert tool_call(para) == tool_call(first)
 
 
-def test_tool_result_turn_is_looked_up(cache: SemCache, fake: FakeOpenAI) -> None:
+def test_tool_result_turn_is_looked_up(cache: SemCache, fake: FakeLLM) -> None:
     call = tool_call(chat(fake, ask(QUESTION), **TOOL_KWARGS))
     assistant = {
         "role": "assistant",
@@ -429,16 +428,16 @@ def test_tool_result_turn_is_looked_up(cache: SemCache, fake: FakeOpenAI) -> Non
 
     first = chat(fake, with_result("Open Settings, then Security."), **TOOL_KWARGS)
     repeat = chat(fake, with_result("Open Settings, then Security."), **TOOL_KWARGS)
-    assert fake.count() == 2 and is_hit(repeat) and content(repeat) == content(first)
+    assert fake.count == 2 and is_hit(repeat) and content(repeat) == content(first)
     assert semcache_info(repeat)["tier"] == "exact"  # type: ignore[index]
     other = chat(fake, with_result("Open Settings, then Privacy."), **TOOL_KWARGS)
-    assert fake.count() == 3 and "Privacy" in content(other)
+    assert fake.count == 3 and "Privacy" in content(other)
 
 
 # -- other call types -----------------------------------------------------------------------------
 
 
-def test_embeddings_pass_through(cache: SemCache, fake: FakeOpenAI) -> None:
+def test_embeddings_pass_through(cache: SemCache, fake: FakeLLM) -> None:
     options = {
         "model": "openai/text-embedding-3-small",
         "api_base": fake.api_base,
@@ -447,7 +446,7 @@ def test_embeddings_pass_through(cache: SemCache, fake: FakeOpenAI) -> None:
     }
     first = litellm.embedding(**options)
     second = litellm.embedding(**options)
-    assert fake.count(EMBEDDINGS_PATH) == 2
+    assert fake.calls(EMBEDDINGS_PATH) == 2
     assert first.data[0]["embedding"] == second.data[0]["embedding"]
     assert not second._hidden_params.get("cache_hit")
     assert cache.stats()["lookups"] == 0 and cache.stats()["stores"] == 0
@@ -458,7 +457,7 @@ def test_only_completion_call_types(redis_url: str, embedder: Embedder) -> None:
         SemCache(redis_url=redis_url, embedder=embedder, supported_call_types=["embedding"])
 
 
-def test_text_completion_is_cached_apart_from_chat(cache: SemCache, fake: FakeOpenAI) -> None:
+def test_text_completion_is_cached_apart_from_chat(cache: SemCache, fake: FakeLLM) -> None:
     options = {"model": MODEL, "mock_response": "Use the reset link.", "temperature": 0}
     first = litellm.text_completion(prompt=QUESTION, **options)
     second = litellm.text_completion(prompt=PARAPHRASE, **options)
@@ -470,7 +469,7 @@ def test_text_completion_is_cached_apart_from_chat(cache: SemCache, fake: FakeOp
     stream = litellm.text_completion(prompt=QUESTION, stream=True, **options)
     assert "".join(c.choices[0].text or "" for c in stream) == "Use the reset link."
     assert not is_hit(chat(fake, [{"role": "user", "content": QUESTION}]))
-    assert fake.count() == 1
+    assert fake.count == 1
     # Chat and text entries have scopes of their own: the chat answer did not replace this one.
     again = litellm.text_completion(prompt=QUESTION, **options)
     assert again._hidden_params.get("cache_hit") is True

@@ -17,8 +17,8 @@ import litellm  # noqa: E402
 from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
 from litellm.litellm_core_utils.sensitive_data_masker import SensitiveDataMasker  # noqa: E402
 
-from fake_openai import FakeOpenAI  # noqa: E402
 from semcache_plugins import Embedder  # noqa: E402
+from semcache_plugins._fake_llm import FakeLLM, echo_answer  # noqa: E402
 from semcache_plugins.litellm_proxy import (  # noqa: E402
     ProxySemCache,
     SemcacheProxyHandler,
@@ -79,8 +79,8 @@ class Captured(CustomLogger):
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI().start()
+def fake() -> Iterator[FakeLLM]:
+    server = FakeLLM(delay=0, answer=echo_answer).start()
     yield server
     server.stop()
 
@@ -127,7 +127,7 @@ async def test_ping_dump_shows_no_internals(proxy_cache: ProxySemCache, redis_ur
 
 
 async def test_hit_reaches_the_spend_log_metadata(
-    proxy_cache: ProxySemCache, fake: FakeOpenAI
+    proxy_cache: ProxySemCache, fake: FakeLLM
 ) -> None:
     litellm.cache = proxy_cache
     captured = Captured()
@@ -144,7 +144,7 @@ async def test_hit_reaches_the_spend_log_metadata(
             break
         await asyncio.sleep(0.02)
     hit = await ask("I forgot my password, how can I reset it?")
-    assert hit._hidden_params.get("cache_hit") is True and fake.count() == 1
+    assert hit._hidden_params.get("cache_hit") is True and fake.count == 1
     for _ in range(200):
         if len(captured.payloads) >= 2:
             break

@@ -24,7 +24,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetc
 
 import litellm  # noqa: E402
 
-from fake_openai import FakeOpenAI  # noqa: E402
+from semcache_plugins._fake_llm import FakeLLM, echo_answer  # noqa: E402
 from semcache_plugins._litellm_convert import CallRequest, to_request  # noqa: E402
 from semcache_plugins._litellm_tenant import (  # noqa: E402
     END_USER_FIELD,
@@ -70,8 +70,8 @@ def unique(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI().start()
+def fake() -> Iterator[FakeLLM]:
+    server = FakeLLM(delay=0, answer=echo_answer).start()
     yield server
     server.stop()
 
@@ -86,7 +86,7 @@ def cache(make_cache: MakeCache) -> SemCache:
     return make_cache()
 
 
-def chat(server: FakeOpenAI, text: str, **kwargs: Any) -> Any:
+def chat(server: FakeLLM, text: str, **kwargs: Any) -> Any:
     options = {"model": MODEL, "api_base": server.api_base, "api_key": "x", "temperature": 0}
     return litellm.completion(messages=ask(text), **{**options, **kwargs})
 
@@ -187,7 +187,7 @@ def test_ttl_resolution(kwargs: dict[str, Any], ttl: int | None, keeps: bool) ->
 )
 def test_tenants_never_share_and_each_hits_its_own(
     cache: SemCache,
-    fake: FakeOpenAI,
+    fake: FakeLLM,
     a: dict[str, str],
     b: dict[str, str],
     place: str,
@@ -195,7 +195,7 @@ def test_tenants_never_share_and_each_hits_its_own(
 ) -> None:
     question, paraphrase = pair
     fresh = {"cache": {"namespace": f"case{next(_counter)}"}}  # examples share one index
-    before = fake.count()
+    before = fake.count
     first = chat(fake, question, **as_proxy(a, place), **fresh)
     again = chat(fake, paraphrase, **as_proxy(a, place), **fresh)
     other = chat(fake, question, **as_proxy(b, place), **fresh)
@@ -203,11 +203,11 @@ def test_tenants_never_share_and_each_hits_its_own(
     assert not is_hit(first)
     assert is_hit(again), "the same tenant must hit its own entry"
     assert is_hit(other) is same_tenant
-    assert fake.count() == before + (1 if same_tenant else 2)
+    assert fake.count == before + (1 if same_tenant else 2)
 
 
 @pytest.mark.parametrize("scope", ["key", "end_user"])
-def test_end_user_scope_is_an_option(make_cache: MakeCache, fake: FakeOpenAI, scope: str) -> None:
+def test_end_user_scope_is_an_option(make_cache: MakeCache, fake: FakeLLM, scope: str) -> None:
     make_cache(semantic_cache_scope=scope)
     key = {"user_api_key": "hashed-key", "user_api_key_team_id": "team-1"}
     users = [{**key, END_USER_FIELD: user} for user in ("alice", "bob")]
@@ -228,7 +228,7 @@ def test_end_user_scope_from_the_environment(
 
 
 def test_tenant_without_metadata_and_with_metadata_do_not_share(
-    cache: SemCache, fake: FakeOpenAI
+    cache: SemCache, fake: FakeLLM
 ) -> None:
     question = unique("What are your opening hours?")
     chat(fake, question)
@@ -237,7 +237,7 @@ def test_tenant_without_metadata_and_with_metadata_do_not_share(
 
 
 def test_raw_tenant_ids_never_reach_redis(
-    cache: SemCache, fake: FakeOpenAI, redis_client: redis.Redis, index_prefix: str
+    cache: SemCache, fake: FakeLLM, redis_client: redis.Redis, index_prefix: str
 ) -> None:
     secret = {"user_api_key": "sk-raw-SECRET-key", "user_api_key_team_id": "team-SECRET"}
     chat(fake, unique("How do I reset my password?"), **as_proxy(secret))
@@ -253,14 +253,14 @@ def test_raw_tenant_ids_never_reach_redis(
 
 
 @pytest.fixture
-def second_fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI().start()
+def second_fake() -> Iterator[FakeLLM]:
+    server = FakeLLM(delay=0, answer=echo_answer).start()
     yield server
     server.stop()
 
 
 def test_same_model_on_another_server_is_asked(
-    cache: SemCache, fake: FakeOpenAI, second_fake: FakeOpenAI
+    cache: SemCache, fake: FakeLLM, second_fake: FakeLLM
 ) -> None:
     for question, _ in PAIRS:
         question = unique(question)  # noqa: PLW2901
@@ -270,11 +270,11 @@ def test_same_model_on_another_server_is_asked(
         assert is_hit(chat(second_fake, question))
         # base_url names a server as api_base does: the first server's entry
         assert is_hit(chat(second_fake, question, api_base=None, base_url=fake.api_base + "/"))
-    assert second_fake.count() == len(PAIRS)
+    assert second_fake.count == len(PAIRS)
 
 
 async def test_router_groups_share_across_servers(
-    cache: SemCache, fake: FakeOpenAI, second_fake: FakeOpenAI
+    cache: SemCache, fake: FakeLLM, second_fake: FakeLLM
 ) -> None:
     deployments = [
         {
@@ -286,7 +286,7 @@ async def test_router_groups_share_across_servers(
     router = litellm.Router(model_list=deployments, cache_responses=True)
     question, paraphrase = PAIRS[0]
     fresh = {"cache": {"namespace": f"case{next(_counter)}"}, "temperature": 0}
-    before = fake.count() + second_fake.count()
+    before = fake.count + second_fake.count
     router.completion(model="support", messages=ask(question), **fresh)
     served = [
         router.completion(model="support", messages=ask(text), **fresh)
@@ -295,7 +295,7 @@ async def test_router_groups_share_across_servers(
     served += [
         await router.acompletion(model="support", messages=ask(question), **fresh) for _ in range(6)
     ]
-    assert fake.count() + second_fake.count() == before + 1
+    assert fake.count + second_fake.count == before + 1
     assert all(is_hit(s) for s in served)
     # Both deployments (two servers) answered from the one entry of their group.
     assert len({s._hidden_params.get("model_id") for s in served}) == 2
@@ -321,7 +321,7 @@ def entry_key(cache: SemCache, response: Any) -> str:
 )
 async def test_ttl_reaches_redis(
     cache: SemCache,
-    fake: FakeOpenAI,
+    fake: FakeLLM,
     redis_client: redis.Redis,
     kwargs: dict[str, Any],
     low: int,
@@ -333,7 +333,7 @@ async def test_ttl_reaches_redis(
 
 
 async def test_async_ttl_reaches_redis(
-    cache: SemCache, fake: FakeOpenAI, redis_client: redis.Redis
+    cache: SemCache, fake: FakeLLM, redis_client: redis.Redis
 ) -> None:
     question = unique("When are you open?")
     options = {"model": MODEL, "api_base": fake.api_base, "api_key": "x", "temperature": 0}
@@ -350,7 +350,7 @@ async def test_async_ttl_reaches_redis(
     "kwargs", [{"ttl": 0}, {"cache": {"ttl": 0}}, {"ttl": -5}, {"cache": {"ttl": 0}, "ttl": 60}]
 )
 def test_ttl_zero_keeps_nothing(
-    make_cache: MakeCache, fake: FakeOpenAI, redis_client: redis.Redis, kwargs: dict[str, Any]
+    make_cache: MakeCache, fake: FakeLLM, redis_client: redis.Redis, kwargs: dict[str, Any]
 ) -> None:
     cache = make_cache(ttl=3600)  # a default TTL must not turn ttl=0 into "keep an hour"
     keys_before = set(redis_client.scan_iter(match=f"{cache.core.settings.index_prefix}:*"))

@@ -2,7 +2,7 @@
 
 Each test runs its own embedded Redis on a fixed port, puts it under a ``SemCache`` (LiteLLM)
 or a ``LangChainSemCache``, then SIGKILLs or SIGSTOPs it between two calls of a run. Every call
-must return the provider's answer (the counting ``fake_openai`` server), no call may cost more
+must return the provider's answer (the counting ``_fake_llm`` server), no call may cost more
 than ``BUDGET`` seconds on top of a plain provider call, and once ``breaker_failures`` Redis
 calls have failed the cache is skipped without touching Redis (one probe per cooldown). After a
 restart on the same port (empty: persistence is off) or SIGCONT, the same cache object serves
@@ -32,8 +32,8 @@ from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
 from langchain_openai import ChatOpenAI  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from fake_openai import FakeOpenAI  # noqa: E402
 from semcache_plugins import CacheCore, Embedder  # noqa: E402
+from semcache_plugins._fake_llm import FakeLLM, echo_answer  # noqa: E402
 from semcache_plugins.embedded import EmbeddedRedis  # noqa: E402
 from semcache_plugins.langchain import LangChainSemCache  # noqa: E402
 from semcache_plugins.litellm import SemCache  # noqa: E402
@@ -121,8 +121,8 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI().start()
+def fake() -> Iterator[FakeLLM]:
+    server = FakeLLM(delay=0, answer=echo_answer).start()
     yield server
     server.stop()
 
@@ -149,12 +149,12 @@ def semcache(own_redis: OwnRedis, embedder: Embedder) -> Iterator[SemCache]:
         cache.close()
 
 
-def chat(fake: FakeOpenAI, text: str, **kwargs: Any) -> Any:
+def chat(fake: FakeLLM, text: str, **kwargs: Any) -> Any:
     options = {"model": MODEL, "api_base": fake.api_base, "api_key": "x", "temperature": 0}
     return litellm.completion(messages=ask(text), **{**options, **kwargs})
 
 
-async def achat(fake: FakeOpenAI, text: str, **kwargs: Any) -> Any:
+async def achat(fake: FakeLLM, text: str, **kwargs: Any) -> Any:
     options = {"model": MODEL, "api_base": fake.api_base, "api_key": "x", "temperature": 0}
     return await litellm.acompletion(messages=ask(text), **{**options, **kwargs})
 
@@ -245,12 +245,12 @@ async def await_closed(core: CacheCore) -> None:
 # -- LiteLLM: completion (sync) ------------------------------------------------------------------
 
 
-def sync_run(fake: FakeOpenAI, cache: SemCache, fault: Callable[[], None]) -> None:
+def sync_run(fake: FakeLLM, cache: SemCache, fault: Callable[[], None]) -> None:
     """Cached answers until the fault, then provider answers at a bounded cost per call."""
     first = chat(fake, QUESTIONS[0])
     assert not is_hit(first) and stores(cache.core) == 1
     base = baseline(lambda: chat(fake, FRESH, cache=SKIP))
-    count = fake.count()
+    count = fake.count
     outage: Outage | None = None
     for i in range(RUN):
         if i == FAULT_AT:
@@ -264,30 +264,30 @@ def sync_run(fake: FakeOpenAI, cache: SemCache, fault: Callable[[], None]) -> No
         assert is_hit(response) is (i < FAULT_AT)
         if outage is not None:
             outage.record(seconds)
-    assert fake.count() == count + RUN - FAULT_AT  # every call while out reached the provider
+    assert fake.count == count + RUN - FAULT_AT  # every call while out reached the provider
     assert outage is not None
     outage.check()
 
 
-def sync_recovers(fake: FakeOpenAI, cache: SemCache, *, kept: bool) -> None:
+def sync_recovers(fake: FakeLLM, cache: SemCache, *, kept: bool) -> None:
     """Without recreating the cache: a miss is stored and its repeat is a hit."""
     wait_until_closed(cache.core)
-    count = fake.count()
+    count = fake.count
     assert is_hit(chat(fake, QUESTIONS[0])) is kept  # a restarted Redis has lost everything
     stored = stores(cache.core)
     assert not is_hit(chat(fake, FRESH)) and stores(cache.core) == stored + 1
     again = chat(fake, FRESH)
     assert is_hit(again) and answer(again).endswith(provider_answer(FRESH))
-    assert fake.count() == count + (1 if kept else 2)
+    assert fake.count == count + (1 if kept else 2)
 
 
-def test_killed_redis_sync(fake: FakeOpenAI, own_redis: OwnRedis, semcache: SemCache) -> None:
+def test_killed_redis_sync(fake: FakeLLM, own_redis: OwnRedis, semcache: SemCache) -> None:
     sync_run(fake, semcache, own_redis.kill)
     own_redis.start()  # same port, empty data dir
     sync_recovers(fake, semcache, kept=False)
 
 
-def test_hung_redis_sync(fake: FakeOpenAI, own_redis: OwnRedis, semcache: SemCache) -> None:
+def test_hung_redis_sync(fake: FakeLLM, own_redis: OwnRedis, semcache: SemCache) -> None:
     try:
         sync_run(fake, semcache, own_redis.pause)
     finally:
@@ -306,12 +306,12 @@ async def wait_for_stores(core: CacheCore, count: int) -> None:
         await asyncio.sleep(0.02)
 
 
-async def async_run(fake: FakeOpenAI, cache: SemCache, fault: Callable[[], None]) -> None:
+async def async_run(fake: FakeLLM, cache: SemCache, fault: Callable[[], None]) -> None:
     first = await achat(fake, QUESTIONS[0])
     assert not is_hit(first)
     await wait_for_stores(cache.core, 1)
     base = await abaseline(lambda: achat(fake, FRESH, cache=SKIP))
-    count = fake.count()
+    count = fake.count
     outage: Outage | None = None
     for i in range(RUN):
         if i == FAULT_AT:
@@ -325,27 +325,25 @@ async def async_run(fake: FakeOpenAI, cache: SemCache, fault: Callable[[], None]
         assert is_hit(response) is (i < FAULT_AT)
         if outage is not None:
             outage.record(seconds)
-    assert fake.count() == count + RUN - FAULT_AT
+    assert fake.count == count + RUN - FAULT_AT
     assert outage is not None
     outage.check()
 
 
-async def async_recovers(fake: FakeOpenAI, cache: SemCache, *, kept: bool) -> None:
+async def async_recovers(fake: FakeLLM, cache: SemCache, *, kept: bool) -> None:
     await asyncio.sleep(SOCKET_TIMEOUT)  # let background stores of the outage time out
     await await_closed(cache.core)
-    count = fake.count()
+    count = fake.count
     assert is_hit(await achat(fake, QUESTIONS[0])) is kept
     stored = stores(cache.core)
     assert not is_hit(await achat(fake, FRESH))
     await wait_for_stores(cache.core, stored + 1)
     again = await achat(fake, FRESH)
     assert is_hit(again) and answer(again).endswith(provider_answer(FRESH))
-    assert fake.count() == count + (1 if kept else 2)
+    assert fake.count == count + (1 if kept else 2)
 
 
-async def test_killed_redis_async(
-    fake: FakeOpenAI, own_redis: OwnRedis, semcache: SemCache
-) -> None:
+async def test_killed_redis_async(fake: FakeLLM, own_redis: OwnRedis, semcache: SemCache) -> None:
     try:
         await async_run(fake, semcache, own_redis.kill)
         own_redis.start()
@@ -354,7 +352,7 @@ async def test_killed_redis_async(
         await semcache.disconnect()
 
 
-async def test_hung_redis_async(fake: FakeOpenAI, own_redis: OwnRedis, semcache: SemCache) -> None:
+async def test_hung_redis_async(fake: FakeLLM, own_redis: OwnRedis, semcache: SemCache) -> None:
     try:
         try:
             await async_run(fake, semcache, own_redis.pause)
@@ -372,7 +370,7 @@ def lc_ask(text: str) -> list[Any]:
     return [SystemMessage(SYSTEM), HumanMessage(text)]
 
 
-def lc_model(fake: FakeOpenAI, cache: Any) -> ChatOpenAI:
+def lc_model(fake: FakeLLM, cache: Any) -> ChatOpenAI:
     return ChatOpenAI(
         model="gpt-4o-mini",
         temperature=0,
@@ -384,7 +382,7 @@ def lc_model(fake: FakeOpenAI, cache: Any) -> ChatOpenAI:
 
 
 async def test_killed_redis_langchain(
-    fake: FakeOpenAI, own_redis: OwnRedis, embedder: Embedder
+    fake: FakeLLM, own_redis: OwnRedis, embedder: Embedder
 ) -> None:
     cache = LangChainSemCache(
         redis_url=own_redis.url,
@@ -402,7 +400,7 @@ async def test_killed_redis_langchain(
     try:
         await calls[0](QUESTIONS[0])
         base = await abaseline(lambda: uncached.ainvoke(lc_ask(FRESH)))
-        count = fake.count()
+        count = fake.count
         outage: Outage | None = None
         for i in range(RUN // 2):
             if i == FAULT_AT // 2:
@@ -416,16 +414,16 @@ async def test_killed_redis_langchain(
             assert str(message.content).endswith(provider_answer(expected))
             if outage is not None:
                 outage.record(seconds)
-        assert fake.count() == count + RUN // 2 - FAULT_AT // 2
+        assert fake.count == count + RUN // 2 - FAULT_AT // 2
         assert outage is not None
         outage.check()
 
         own_redis.start()
         await await_closed(cache.core)
-        count = fake.count()
+        count = fake.count
         for _ in range(2):
             for call in calls:
                 assert str((await call(FRESH)).content).endswith(provider_answer(FRESH))
-        assert fake.count() == count + 1  # stored once, then three hits
+        assert fake.count == count + 1  # stored once, then three hits
     finally:
         await cache.aclose()

@@ -24,8 +24,8 @@ pytest.importorskip("apscheduler", reason="LiteLLM's proxy: pip install 'semcach
 import httpx  # noqa: E402
 import openai  # noqa: E402
 
-from fake_openai import FakeOpenAI  # noqa: E402
 from proxy_process import wait_until_live  # noqa: E402
+from semcache_plugins._fake_llm import FakeLLM, echo_answer  # noqa: E402
 from semcache_plugins.embedded import EmbeddedRedis  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
@@ -59,7 +59,7 @@ def free_port() -> int:
 
 
 class Proxy:
-    def __init__(self, url: str, upstream: FakeOpenAI, redis_server: EmbeddedRedis) -> None:
+    def __init__(self, url: str, upstream: FakeLLM, redis_server: EmbeddedRedis) -> None:
         self.url = url
         self.upstream = upstream
         self.redis_server = redis_server
@@ -76,14 +76,16 @@ class Proxy:
             model=model, messages=messages, **options
         )
 
+    @property
     def count(self) -> int:
-        return self.upstream.count()
+        """Chat completions the upstream received."""
+        return self.upstream.count
 
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     folder = tmp_path_factory.mktemp("proxy")
-    upstream = FakeOpenAI().start()
+    upstream = FakeLLM(delay=0, answer=echo_answer).start()
     server = EmbeddedRedis(data_dir=folder / "redis")
     server.start()
     config = folder / "proxy.yaml"
@@ -140,12 +142,12 @@ def wait_until_cached(proxy: Proxy, text: str, **kwargs: Any) -> Any:
 
 
 def test_repeat_and_paraphrase_hit_with_headers(proxy: Proxy) -> None:
-    before = proxy.count()
+    before = proxy.count
     first = proxy.ask(QUESTION)
-    assert proxy.count() == before + 1 and "x-semcache-tier" not in first.headers
+    assert proxy.count == before + 1 and "x-semcache-tier" not in first.headers
     repeat = wait_until_cached(proxy, QUESTION)
     paraphrase = proxy.ask(PARAPHRASE)
-    assert proxy.count() == before + 1
+    assert proxy.count == before + 1
     assert content(repeat) == content(paraphrase) == content(first)
     assert repeat.headers["x-semcache-tier"] == "exact"
     assert float(repeat.headers["x-semcache-similarity"]) == pytest.approx(1.0)
@@ -160,24 +162,24 @@ def test_other_temperature_or_model_reaches_upstream(proxy: Proxy) -> None:
     text = "What are your opening hours?"
     proxy.ask(text)
     wait_until_cached(proxy, text)
-    before = proxy.count()
+    before = proxy.count
     assert "x-semcache-tier" not in proxy.ask(text, temperature=0.9).headers
     assert "x-semcache-tier" not in proxy.ask(text, model="other").headers
-    assert proxy.count() == before + 2
+    assert proxy.count == before + 2
 
 
 def test_extra_body_controls(proxy: Proxy) -> None:
     text = "How can I change my email address?"
     proxy.ask(text)
     wait_until_cached(proxy, text)
-    before = proxy.count()
+    before = proxy.count
     fresh = proxy.ask(text, extra_body={"cache": {"no-cache": True}})
-    assert proxy.count() == before + 1 and "x-semcache-tier" not in fresh.headers
+    assert proxy.count == before + 1 and "x-semcache-tier" not in fresh.headers
 
     unstored = "How do I delete my account?"
     proxy.ask(unstored, extra_body={"cache": {"no-store": True}})
     proxy.ask(unstored, extra_body={"cache": {"no-store": True}})
-    assert proxy.count() == before + 3  # neither was stored, so neither was served
+    assert proxy.count == before + 3  # neither was stored, so neither was served
 
     for controls in ({"cache": {"ttl": 0}}, {"ttl": 0}):  # LiteLLM: ttl=0 keeps nothing
         kept_not, control = (f"{q} {controls}" for q in ("Do you have a phone number?", "Hi"))
@@ -185,7 +187,7 @@ def test_extra_body_controls(proxy: Proxy) -> None:
         proxy.ask(control)
         wait_until_cached(proxy, control)  # written after the first one would have been
         assert "x-semcache-tier" not in proxy.ask(kept_not).headers
-    assert proxy.count() == before + 9
+    assert proxy.count == before + 9
 
     timed = "Can I get a refund?"
     client = redis.Redis.from_url(proxy.redis_server.url)
@@ -199,7 +201,7 @@ def test_extra_body_controls(proxy: Proxy) -> None:
 def test_streamed_miss_is_replayed_as_a_stream(proxy: Proxy) -> None:
     text = "Where can I download my invoices?"
     messages = [SYSTEM, {"role": "user", "content": text}]
-    before = proxy.count()
+    before = proxy.count
 
     def stream() -> tuple[str, Any]:
         raw = proxy.client.chat.completions.with_raw_response.create(
@@ -214,7 +216,7 @@ def test_streamed_miss_is_replayed_as_a_stream(proxy: Proxy) -> None:
     served = wait_until_cached(proxy, text)
     assert content(served) == streamed
     replayed, headers = stream()
-    assert replayed == streamed and proxy.count() == before + 1
+    assert replayed == streamed and proxy.count == before + 1
     assert headers.get("x-semcache-tier") == "exact"
 
 
@@ -239,9 +241,9 @@ def test_admin_delete_removes_the_named_entry(proxy: Proxy) -> None:
     assert bad.status_code == 500
     assert proxy.ask(text).headers.get("x-semcache-tier") == "exact"  # the bad call deleted none
     assert proxy.http.post("/cache/delete", json={"keys": [key]}).status_code == 200
-    before = proxy.count()
+    before = proxy.count
     assert "x-semcache-tier" not in proxy.ask(text).headers
-    assert proxy.count() == before + 1
+    assert proxy.count == before + 1
 
 
 def test_admin_flushall_empties_this_cache_only(proxy: Proxy) -> None:
@@ -251,10 +253,10 @@ def test_admin_flushall_empties_this_cache_only(proxy: Proxy) -> None:
     client = redis.Redis.from_url(proxy.redis_server.url)
     client.set("someone-else:data", "kept")
     assert proxy.http.post("/cache/flushall").status_code == 200
-    before = proxy.count()
+    before = proxy.count
     assert "x-semcache-tier" not in proxy.ask(text).headers
     assert "x-semcache-tier" not in proxy.ask(QUESTION).headers
-    assert proxy.count() == before + 2
+    assert proxy.count == before + 2
     assert client.get("someone-else:data") == b"kept"
 
 
@@ -264,8 +266,8 @@ def test_redis_stopped_mid_run_every_request_is_answered(proxy: Proxy) -> None:
     proxy.ask(text)
     wait_until_cached(proxy, text)
     proxy.redis_server.stop()
-    before = proxy.count()
+    before = proxy.count
     answers = [proxy.ask(q) for q in (text, QUESTION, PARAPHRASE, text)]
     assert all(content(a) for a in answers)
-    assert proxy.count() == before + len(answers)
+    assert proxy.count == before + len(answers)
     assert proxy.http.get("/cache/ping").status_code == 503

@@ -11,6 +11,7 @@ PUBLIC = [
     "BackendError",
     "CacheClosedError",
     "CacheCore",
+    "CacheEvent",
     "CacheHit",
     "CacheSettings",
     "CalibrationError",
@@ -29,6 +30,7 @@ PUBLIC = [
     "SemCache",
     "SemcacheError",
     "SerializationError",
+    "SettingsOverrides",
     "__version__",
     "calibrate",
 ]

@@ -301,3 +301,34 @@ async def test_bad_max_age_is_a_configuration_error(core: CacheCore, max_age: An
     for fine in (0.0, 60, timedelta(minutes=1)):  # controls
         hit = core.lookup(QUESTION, "m", max_age=fine)
         assert (hit is None) is (fine == 0.0)
+
+
+# -- expiry on the core's clock (no sleeping: ``core.clock`` moves, Redis keeps the key) ------
+
+PARAPHRASE = [{"role": "user", "content": "I forgot my password, how can I reset it?"}]
+
+
+@pytest.mark.parametrize(
+    ("query", "tier"), [(QUESTION, "exact"), (PARAPHRASE, "semantic")], ids=["exact", "semantic"]
+)
+@pytest.mark.parametrize(
+    ("ttl", "later", "served"),
+    [(60, 59.0, True), (60, 61.0, False), (timedelta(hours=1), 3601.0, False), (None, 1e6, True)],
+    ids=["before", "after", "timedelta-after", "no-ttl"],
+)
+async def test_an_entry_past_its_ttl_is_never_served(
+    core: CacheCore,
+    redis_client: redis.Redis,
+    query: list[dict[str, str]],
+    tier: str,
+    ttl: Any,
+    later: float,
+    served: bool,
+) -> None:
+    start = 1_900_000_000.0
+    core.clock = lambda: start
+    entry = core.store(QUESTION, "answer", "m", ttl=ttl)
+    assert entry and redis_client.exists(core.layout.key(entry))
+    core.clock = lambda: start + later  # Redis still holds the key: the record's expiry decides
+    for hit in (core.lookup(query, "m"), await core.alookup(query, "m")):
+        assert (hit is not None and hit.tier == tier) is served

@@ -26,9 +26,9 @@ from langchain_core.outputs import LLMResult  # noqa: E402
 from langchain_openai import ChatOpenAI  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from fake_openai import FakeOpenAI  # noqa: E402
 from semcache_plugins import CacheCore, ConfigurationError  # noqa: E402
 from semcache_plugins._embedder import Embedder  # noqa: E402
+from semcache_plugins._fake_llm import FakeLLM, echo_answer  # noqa: E402
 from semcache_plugins.langchain import LangChainSemCache, cached, warm_scope  # noqa: E402
 from semcache_plugins.litellm import SemCache  # noqa: E402
 
@@ -105,8 +105,8 @@ def lc_cache(redis_url: str, index_prefix: str, embedder: Embedder) -> Iterator[
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI().start()
+def server() -> Iterator[FakeLLM]:
+    fake = FakeLLM(delay=0, answer=echo_answer).start()
     yield fake
     fake.stop()
 
@@ -221,7 +221,7 @@ def test_streamed_hits_of_litellm_entries_carry_the_semcache_dict(semcache: SemC
 # -- warm -> LangChain ------------------------------------------------------------------------
 
 
-def chat(server: FakeOpenAI, cache: Any, **kwargs: Any) -> ChatOpenAI:
+def chat(server: FakeLLM, cache: Any, **kwargs: Any) -> ChatOpenAI:
     return ChatOpenAI(
         model="gpt-4o-mini",
         api_key=SecretStr("sk-test"),
@@ -234,11 +234,11 @@ def chat(server: FakeOpenAI, cache: Any, **kwargs: Any) -> ChatOpenAI:
 
 @pytest.mark.usefixtures("warmed")
 async def test_warmed_answers_serve_langchain_chat_models(
-    server: FakeOpenAI, lc_cache: LangChainSemCache
+    server: FakeLLM, lc_cache: LangChainSemCache
 ) -> None:
     model = chat(server, lc_cache)
     assert warm_scope(model) == {"model": "gpt-4o-mini", "params": {}}
-    start = server.count()
+    start = server.count
     exact = model.invoke([SystemMessage(SYSTEM), HumanMessage(RESET)])
     assert exact.content == "Use the reset link on the login page."
     assert exact.response_metadata["semcache"]["tier"] == "exact"
@@ -254,27 +254,27 @@ async def test_warmed_answers_serve_langchain_chat_models(
     assert tool.tool_calls[0]["args"] == {"city": "Paris"}
     hnsw = chat(server, lc_cache, temperature=0).invoke("Explain HNSW in one line.")
     assert str(hnsw.content).startswith("A layered proximity graph")
-    assert server.count() == start
+    assert server.count == start
     chat(server, lc_cache, temperature=0.7).invoke("Explain HNSW in one line.")
-    assert server.count() == start + 1
+    assert server.count == start + 1
 
 
 def test_adapters_serve_each_others_entries(
-    server: FakeOpenAI, semcache: SemCache, lc_cache: LangChainSemCache
+    server: FakeLLM, semcache: SemCache, lc_cache: LangChainSemCache
 ) -> None:
     """LiteLLM chat calls and LangChain chat models with the same model, system prompt and
     params share one scope: each renders the other's stored answer."""
     model = chat(server, lc_cache, temperature=0)
-    start = server.count()
+    start = server.count
     stored = model.invoke([SystemMessage(SYSTEM), HumanMessage(RESET)])
-    assert server.count() == start + 1
+    assert server.count == start + 1
     served = complete(ask(FORGOT), temperature=0)
     assert served.choices[0].message.content == stored.content
     assert info(served)["tier"] == "semantic"  # type: ignore[index]
 
     complete(ask(HOURS), temperature=0)  # stored by LiteLLM: "from the provider"
     back = model.invoke([SystemMessage(SYSTEM), HumanMessage(HOURS_2)])
-    assert back.content == "from the provider" and server.count() == start + 1
+    assert back.content == "from the provider" and server.count == start + 1
     assert back.response_metadata["semcache"]["tier"] == "semantic"
 
 
@@ -309,7 +309,7 @@ class Ends(BaseCallbackHandler):
 
 
 async def test_langchain_hits_report_to_callbacks(
-    server: FakeOpenAI, lc_cache: LangChainSemCache
+    server: FakeLLM, lc_cache: LangChainSemCache
 ) -> None:
     model = chat(server, lc_cache, temperature=0)
     model.invoke(RESET)
@@ -320,13 +320,13 @@ async def test_langchain_hits_report_to_callbacks(
 
     # the cached() wrapper reports its hits the same way, streamed or not
     wrapped = cached(chat(server, None, temperature=0), cache=lc_cache)
-    start = server.count()
+    start = server.count
     ends = Ends()
     chunks = list(wrapped.stream(FORGOT, config={"callbacks": [ends]}))
     achunks = [c async for c in wrapped.astream(FORGOT, config={"callbacks": [ends]})]
     wrapped.invoke(RESET, config={"callbacks": [ends]})
     await wrapped.ainvoke(RESET, config={"callbacks": [ends]})
-    assert server.count() == start and len(chunks) == len(achunks) > 1
+    assert server.count == start and len(chunks) == len(achunks) > 1
     assert ends.starts == 4
     assert [info["tier"] for info in ends.semcache()] == ["semantic", "semantic", "exact", "exact"]
     assert chunks[-1].response_metadata["semcache"]["tier"] == "semantic"
@@ -374,7 +374,7 @@ async def test_core_delete_by_entry_id(core: CacheCore) -> None:
 
 
 async def test_adapters_delete_what_they_served(
-    semcache: SemCache, lc_cache: LangChainSemCache, server: FakeOpenAI
+    semcache: SemCache, lc_cache: LangChainSemCache, server: FakeLLM
 ) -> None:
     complete(ask(RESET))
     served = complete(ask(FORGOT))
@@ -389,9 +389,9 @@ async def test_adapters_delete_what_they_served(
     model.invoke(RESET)
     entry = model.invoke(FORGOT).response_metadata["semcache"]["entry_id"]
     assert lc_cache.delete(entry) is True and lc_cache.delete(entry) is False
-    start = server.count()
+    start = server.count
     model.invoke(FORGOT)
-    assert server.count() == start + 1
+    assert server.count == start + 1
     entry = (await model.ainvoke(FORGOT)).response_metadata["semcache"]["entry_id"]
     assert await lc_cache.adelete(entry) is True
 

@@ -22,6 +22,8 @@ from ._errors import (
     SemcacheError,
     SerializationError,
 )
+from ._events import CacheEvent
+from ._options import SettingsOverrides
 from ._settings import CacheSettings
 from ._types import CacheHit
 
@@ -35,6 +37,7 @@ __all__ = [
     "BackendError",
     "CacheClosedError",
     "CacheCore",
+    "CacheEvent",
     "CacheHit",
     "CacheSettings",
     "CalibrationError",
@@ -53,6 +56,7 @@ __all__ = [
     "SemCache",
     "SemcacheError",
     "SerializationError",
+    "SettingsOverrides",
     "__version__",
     "calibrate",
 ]

@@ -119,7 +119,7 @@ class Auditor:
     def shadowed(self, request_id: str, query: str, hit: CacheHit) -> None:
         """Shadow mode found ``hit`` and served nothing: count it; a semantic one is judged
         against the provider's answer once that is stored."""
-        self._core._stats.count(f"shadow_hits_{hit.tier}")
+        self._core.events.count(f"shadow_hits_{hit.tier}")
         if hit.tier == "semantic":
             self.withhold(request_id, hit, query, shadow=True)
 
@@ -195,9 +195,9 @@ class Auditor:
         except Exception:  # an audit must never fail anything; it is only lost
             logger.warning("semcache: audit of entry %s failed", hit.entry_id, exc_info=True)
             return
-        self._core._stats.count("audited")
+        self._core.events.count("audited")
         if not record.agree:
-            self._core._stats.count("audit_disagreements")
+            self._core.events.count("audit_disagreements")
             logger.info(
                 "semcache: audit disagreement on entry %s (answer similarity %.3f)",
                 record.entry_id,

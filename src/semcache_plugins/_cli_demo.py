@@ -28,6 +28,7 @@ from ._cli_cache import drop_index
 from ._cli_io import check_redis_url
 from ._core import CacheCore
 from ._errors import ConfigurationError, SemcacheError
+from ._events import CacheEvent
 from ._fake_llm import FakeLLM
 from ._types import CacheHit
 from .embedded import EmbeddedRedis, resolve_redis_url
@@ -107,21 +108,25 @@ def format_totals(rows: Sequence[DemoRow], llm_requests: int) -> str:
     )
 
 
-class _WatchedCore(CacheCore):
-    """A core that remembers its last lookup, so every adapter call can be reported."""
+class _CallWatch:
+    """What the cache did during one adapter call, read from the core's event stream (the
+    events ``stats()`` and Prometheus count): the last lookup's hit and any guard refusal."""
 
-    last: CacheHit | None = None
+    def __init__(self) -> None:
+        self.hit: CacheHit | None = None
+        self.guarded = False
 
-    def lookup(self, *args: Any, **kwargs: Any) -> CacheHit | None:
-        self.last = super().lookup(*args, **kwargs)
-        return self.last
+    def __call__(self, event: CacheEvent) -> None:
+        if event.kind == "lookup":
+            self.hit = event.hit
+        elif event.kind == "count" and event.name == "guard_rejections":
+            self.guarded = True
+
+    def reset(self) -> None:
+        self.hit, self.guarded = None, False
 
 
-def _guard_rejections(core: CacheCore) -> int:
-    return int(str(core.stats()["guard_rejections"]))
-
-
-def _session(core: _WatchedCore, llm: FakeLLM) -> list[tuple[str, str, Callable[[], Any]]]:
+def _session(core: CacheCore, llm: FakeLLM) -> list[tuple[str, str, Callable[[], Any]]]:
     """The scripted calls: (via, prompt, call returning (prompt_tokens, completion_tokens))."""
     import litellm
     from langchain_core.prompts import ChatPromptTemplate
@@ -195,9 +200,11 @@ def run_demo(redis_url: str, *, out: Callable[[str], Any] = print) -> list[DemoR
         ) from exc
     _quiet_litellm()
     prefix = f"semcache-demo-{uuid.uuid4().hex[:8]}"
-    core = _WatchedCore(
+    core = CacheCore(
         redis_url=redis_url, index_prefix=prefix, lookup_timeout=5.0, socket_timeout=2.0
     )
+    watch = _CallWatch()
+    core.events.subscribe(watch)
     previous = litellm.cache
     rows: list[DemoRow] = []
     try:
@@ -210,11 +217,11 @@ def run_demo(redis_url: str, *, out: Callable[[str], Any] = print) -> list[DemoR
                 f"fake LLM {llm.api_base} ({LATENCY * 1000:.0f} ms per answer)\n"
             )
             for via, text, call in _session(core, llm):
-                core.last, guards_before = None, _guard_rejections(core)
+                watch.reset()
                 t0 = time.perf_counter()
                 prompt_tokens, completion_tokens = call()
                 seconds = time.perf_counter() - t0
-                hit = core.last
+                hit = watch.hit
                 dollars = 0.0
                 if hit is not None:
                     costs = litellm.cost_per_token(
@@ -223,7 +230,7 @@ def run_demo(redis_url: str, *, out: Callable[[str], Any] = print) -> list[DemoR
                         completion_tokens=completion_tokens,
                     )
                     dollars = float(costs[0]) + float(costs[1])
-                guarded = hit is None and _guard_rejections(core) > guards_before
+                guarded = hit is None and watch.guarded
                 tokens = prompt_tokens + completion_tokens if hit else 0
                 rows.append(DemoRow(via, text, hit, guarded, seconds, tokens, dollars))
             out(format_table(rows))

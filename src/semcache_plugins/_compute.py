@@ -14,9 +14,9 @@ import numpy as np
 
 from ._batcher import EmbedBatcher, LoadEstimator, Overloaded
 from ._embedder import Embedder
+from ._events import EventStream
 from ._flows import GuardCheck
 from ._guards import check_guards
-from ._stats import CacheStats
 from ._vectors import VectorMemo
 from ._verifier import Verifier, load_verifier
 
@@ -37,7 +37,7 @@ class DeadlineExceeded(Exception):
 class ModelWork:
     """Embedding and guard checks for one cache, shared by its sync and async shells."""
 
-    def __init__(self, embedder: Embedder, stats: CacheStats) -> None:
+    def __init__(self, embedder: Embedder, stats: EventStream) -> None:
         self.embedder = embedder
         self.vectors = VectorMemo()
         self.batcher = EmbedBatcher(self.embed_texts)
@@ -50,7 +50,8 @@ class ModelWork:
         self._verifier_broken = False
 
     def embed_texts(self, texts: Sequence[str]) -> list[np.ndarray | None]:
-        """Embed texts in one model call (memoized); None for a text longer than the model reads."""
+        """Embed texts in one model call (memoized); None for a text longer than the model reads
+        (not a skip here: the operation that gives up on it reports that, once)."""
         limit = self.embedder.max_tokens
         cap = _CHARS_PER_TOKEN_CAP * limit
         result: list[np.ndarray | None] = [self.vectors.get(text) for text in texts]
@@ -58,9 +59,7 @@ class ModelWork:
         counts = self.embedder.count_tokens([texts[i][:cap] for i in todo])
         fits = []
         for i, count in zip(todo, counts, strict=True):
-            if count > limit or len(texts[i]) > cap:
-                self._stats.skip("too_long")
-            else:
+            if count <= limit and len(texts[i]) <= cap:
                 fits.append(i)
         if fits:
             self._stats.count("embeddings", len(fits))

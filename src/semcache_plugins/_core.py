@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from ._audit_run import Auditor
 from ._backend import AsyncBackend, SyncBackend
@@ -18,6 +18,7 @@ from ._compute import DeadlineExceeded, ModelWork
 from ._drivers import CoreDrivers
 from ._embedder import Embedder
 from ._errors import BackendError, CacheClosedError, ConfigurationError
+from ._events import CacheObserver, EventStream, observe
 from ._flow_config import flow_config
 from ._flows import (
     DeleteKeys,
@@ -31,15 +32,16 @@ from ._flows import (
 )
 from ._index import IndexLayout
 from ._invalidation import invalidation_filter
+from ._options import SettingsOverrides, merge_settings
 from ._plan_memo import PlanMemo
 from ._scope import RequestPlan
 from ._settings import CacheSettings, validate_namespace
-from ._stats import BreakerOpenError, CacheObserver, CacheStats, CircuitBreaker
+from ._stats import BreakerOpenError, CacheStats, CircuitBreaker
 from ._ttl import entry_ttl
 from ._types import CacheHit
 from ._warm import WarmItem, store_many
 
-__all__ = ["CacheCore", "adapter_core"]
+__all__ = ["CacheCore"]
 
 logger = logging.getLogger("semcache_plugins")
 _ENTRY_ID = re.compile(r"[0-9a-f]{32}")
@@ -47,7 +49,14 @@ Messages = Sequence[Mapping[str, Any]]
 
 
 class CacheCore(CoreDrivers):
-    """A scoped exact + semantic cache over Redis (RedisVL HNSW) and a local ONNX embedder."""
+    """A scoped exact + semantic cache over Redis (RedisVL HNSW) and a local ONNX embedder.
+
+    ``settings`` plus keyword overrides (every ``CacheSettings`` field, typed by
+    ``SettingsOverrides``; an unknown one is a ``ConfigurationError``); ``embedder`` shares a
+    loaded model; ``redis_client``/``async_redis_client``: clients to use instead of
+    ``redis_url`` (left open by :meth:`close`). ``events``: subscribe to what the cache does.
+    ``clock``: seconds since the epoch for entry ages and expiry checks (settable, e.g. tests).
+    """
 
     def __init__(
         self,
@@ -56,16 +65,14 @@ class CacheCore(CoreDrivers):
         embedder: Embedder | None = None,
         redis_client: Any = None,
         async_redis_client: Any = None,
-        **overrides: Any,
+        **overrides: Unpack[SettingsOverrides],
     ) -> None:
-        given = {k: v for k, v in overrides.items() if v is not None}
-        if settings is None:
-            settings = CacheSettings(**given)
-        elif given:
-            settings = CacheSettings(**{**settings.model_dump(exclude_unset=True), **given})
-        self.settings = settings
+        self.settings = settings = merge_settings(settings, overrides)
         self.embedder = embedder if embedder is not None else Embedder.from_settings(settings)
-        self._stats = CacheStats()
+        self.events, self._counters = EventStream(), CacheStats()  # stats() subscribes too
+        self.events.subscribe(self._counters.record)
+        self.clock: Callable[[], float] = time.time
+        self._stats = self.events  # the name the emitting modules use
         self._breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
         self._work = ModelWork(self.embedder, self._stats)
         self._auditor = Auditor(self)
@@ -143,18 +150,22 @@ class CacheCore(CoreDrivers):
             ttl=ttl,
             exact_only=exact_only,
             vector=vector,
+            now=self.clock(),
         )
 
-    def _stored(self, entry_id: str | None) -> str | None:
-        self._stats.count("stores" if entry_id else "skipped")
+    def _stored(self, entry_id: str | None, ttl: int | None) -> str | None:
+        if entry_id:
+            self._stats.count("stores")
+        else:  # store_flow writes nothing for a zero TTL or an over-large response
+            self._stats.skip("ttl_zero" if ttl == 0 else "too_large")
         return entry_id
 
     def _finish(self, plan: RequestPlan, result: LookupResult, started: float) -> CacheHit | None:
         if result.hit is not None and not self.settings.serve:  # shadow mode: record, serve none
             self._auditor.shadowed(plan.entry_id, plan.prompt, result.hit)
             result = LookupResult(None, "misses", result.vector)
-        if result.outcome == "skipped":
-            self._stats.count("lookups")
+        if result.outcome == "skipped":  # the text is too long to embed
+            self._stats.skip("too_long")
         else:
             self._stats.lookup_done(result.outcome, time.perf_counter() - started, result.hit)
         return result.hit
@@ -177,7 +188,9 @@ class CacheCore(CoreDrivers):
             return None
         config = self.config
         started = time.perf_counter()
-        flow = lookup_flow(config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls)
+        flow = lookup_flow(
+            config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls, now=self.clock()
+        )
         deadline = started + self.settings.lookup_timeout
         try:
             result = self._run(flow, deadline)
@@ -212,7 +225,9 @@ class CacheCore(CoreDrivers):
             return None
         config = await self._aconfig()
         started = time.perf_counter()
-        flow = lookup_flow(config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls)
+        flow = lookup_flow(
+            config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls, now=self.clock()
+        )
         deadline = started + self.settings.lookup_timeout
         try:
             result = await asyncio.wait_for(
@@ -255,7 +270,7 @@ class CacheCore(CoreDrivers):
         self._auditor.stored(plan.entry_id, response)  # judges a hit withheld for this request
         flow = self._store_flow(self.config, plan, response, seconds, exact_only)
         try:
-            return self._stored(self._run(flow))
+            return self._stored(self._run(flow), seconds)
         except BreakerOpenError:
             return None  # counted as a skip
 
@@ -285,7 +300,7 @@ class CacheCore(CoreDrivers):
             return None
         except BreakerOpenError:
             return None  # counted as a skip
-        return self._stored(result)
+        return self._stored(result, seconds)
 
     def store_many(
         self,
@@ -352,28 +367,17 @@ class CacheCore(CoreDrivers):
         return await self.ainvalidate(namespace=self.settings.namespace)
 
     def add_observer(self, observer: CacheObserver) -> None:
-        """Report every cache event (counts, skips, finished lookups) to ``observer`` too."""
-        self._stats.add_observer(observer)
+        """Report every cache event to ``observer``'s ``count``/``skip``/``lookup_done`` too
+        (the older form of ``core.events.subscribe``)."""
+        self.events.subscribe(observe(observer))
+
+    def drain_audits(self, timeout: float | None = None) -> bool:
+        """Wait for the audits under way to be judged and written; False if ``timeout`` ran out."""
+        return self._auditor.drain(timeout)
 
     def stats(self) -> dict[str, object]:
         """Counters and lookup latency percentiles since this core was created."""
-        snapshot = self._stats.snapshot()
+        snapshot = self._counters.snapshot()
         snapshot["breaker_open"] = self._breaker.is_open
         snapshot["breaker_state"] = self._breaker.state
         return snapshot
-
-
-def adapter_core(
-    *,
-    core: CacheCore | None,
-    settings: CacheSettings | None,
-    embedder: Embedder | None,
-    overrides: Mapping[str, Any],
-) -> tuple[CacheCore, bool]:
-    """The core an adapter runs on, and whether the adapter owns (and so closes) it."""
-    given = {key: value for key, value in overrides.items() if value is not None}
-    if core is not None:
-        if given or settings is not None or embedder is not None:
-            raise ConfigurationError("pass either core= or the cache settings, not both")
-        return core, False
-    return CacheCore(settings=settings, embedder=embedder, **given), True

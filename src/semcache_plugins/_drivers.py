@@ -16,10 +16,11 @@ from ._audit_run import Auditor
 from ._backend import AsyncBackend, SyncBackend
 from ._compute import ModelWork
 from ._errors import CacheClosedError, SemcacheError
+from ._events import EventStream
 from ._flows import EmbedQuery, Flow, GuardCheck
 from ._index import IndexLayout
 from ._settings import CacheSettings
-from ._stats import BreakerOpenError, CacheStats, CircuitBreaker
+from ._stats import BreakerOpenError, CircuitBreaker
 
 __all__ = ["CoreDrivers"]
 
@@ -30,7 +31,7 @@ class CoreDrivers:
     settings: CacheSettings
     _closed: bool
     _breaker: CircuitBreaker
-    _stats: CacheStats
+    _stats: EventStream
     _work: ModelWork
     _sync: SyncBackend
     _async: AsyncBackend

@@ -1,4 +1,5 @@
-"""A local OpenAI-compatible fake LLM for demos and notebooks (stdlib ``http.server``).
+"""A local OpenAI-compatible fake LLM for the demo, the notebooks and the tests (stdlib
+``http.server``; ``semcache fake-llm`` serves it on a port).
 
 ```python
 with FakeLLM(delay=0.4) as llm:
@@ -9,6 +10,10 @@ with FakeLLM(delay=0.4) as llm:
 (streams spread it over the chunks). Answers are deterministic: the same system prompt, model
 and question always get the same text, and changing any of them changes it. ``usage`` counts
 tokens like a BPE tokenizer would (about four characters a token); requests are counted.
+A request with ``tools`` gets a call to its first tool; ``/v1/embeddings`` returns small
+deterministic vectors. Tests use ``FakeLLM(delay=0, answer=echo_answer)``: an answer that names
+the model, temperature, system prompt and question, so one served from the wrong scope shows;
+``answers`` scripts the answer to a question.
 """
 
 from __future__ import annotations
@@ -19,13 +24,26 @@ import math
 import sys
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-__all__ = ["CHAT_PATH", "FakeLLM", "fake_answer", "token_count"]
+__all__ = [
+    "CHAT_PATH",
+    "EMBEDDINGS_PATH",
+    "AnswerFunction",
+    "FakeLLM",
+    "echo_answer",
+    "fake_answer",
+    "token_count",
+]
 
 CHAT_PATH = "/v1/chat/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
+#: ``(messages, model, temperature) -> answer text``
+AnswerFunction = Callable[[list[dict[str, Any]], str, Any], str]
 _OPENINGS = ("Sure.", "Happy to help.", "Good question.", "Here is what to do.")
 _BODIES = (
     "Open the relevant page in your account settings and follow the steps shown there.",
@@ -48,8 +66,9 @@ def token_count(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
 
-def fake_answer(messages: list[dict[str, Any]], model: str) -> str:
-    """The deterministic answer to ``messages`` (depends on system prompt, model, question)."""
+def fake_answer(messages: list[dict[str, Any]], model: str, temperature: Any = None) -> str:
+    """The deterministic answer to ``messages`` (depends on system prompt, model, question):
+    a plausible support reply, for the demo and the notebooks."""
     system = " / ".join(_text(m.get("content")) for m in messages if m.get("role") == "system")
     question = _text(messages[-1].get("content")) if messages else ""
     digest = hashlib.sha256(f"{system}\x00{model}\x00{question}".encode()).digest()
@@ -57,6 +76,42 @@ def fake_answer(messages: list[dict[str, Any]], model: str) -> str:
         f'{_OPENINGS[digest[0] % len(_OPENINGS)]} About "{question.strip()}": '
         f"{_BODIES[digest[1] % len(_BODIES)]} {_CLOSINGS[digest[2] % len(_CLOSINGS)]}"
     )
+
+
+def echo_answer(messages: list[dict[str, Any]], model: str, temperature: Any = None) -> str:
+    """An answer naming the model, temperature, system prompt and question (or the tool
+    result it answers), so a response served from the wrong scope is visible (tests)."""
+    system = " / ".join(_text(m.get("content")) for m in messages if m.get("role") == "system")
+    last = messages[-1] if messages else {}
+    if last.get("role") == "tool":
+        return f"[{model} t={temperature}] The tool said: {_text(last.get('content'))}"
+    return f"[{model} t={temperature} sys={system!r}] You asked: {_text(last.get('content'))}"
+
+
+def _tool_call(body: dict[str, Any]) -> dict[str, Any]:
+    """A call to the request's first tool, its arguments the question."""
+    question = _text(body["messages"][-1].get("content"))
+    name = body["tools"][0]["function"]["name"]
+    return {
+        "id": "call_" + hashlib.sha256(question.encode()).hexdigest()[:12],
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps({"query": question})},
+    }
+
+
+def _embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    inputs = body.get("input")
+    inputs = inputs if isinstance(inputs, list) else [inputs]
+    data = [
+        {
+            "object": "embedding",
+            "index": index,
+            "embedding": [b / 255.0 for b in hashlib.sha256(str(item).encode()).digest()[:8]],
+        }
+        for index, item in enumerate(inputs)
+    ]
+    usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
+    return {"object": "list", "data": data, "model": body.get("model", ""), "usage": usage}
 
 
 def _usage(messages: list[dict[str, Any]], content: str) -> dict[str, int]:
@@ -80,28 +135,44 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
-        if self.path.split("?", 1)[0] != CHAT_PATH:
+        path = self.path.split("?", 1)[0]
+        owner = self.server.owner
+        if path == EMBEDDINGS_PATH:
+            owner._record(path, body)
+            self._send(200, json.dumps(_embeddings(body)).encode())
+            return
+        if path != CHAT_PATH:
             self._send(404, b'{"error": {"message": "not found", "type": "invalid_request"}}')
             return
-        number = self.server.owner._record(body)
+        number = owner._record(path, body)
         messages = body.get("messages") or []
         model = str(body.get("model", ""))
-        content = fake_answer(messages, model)
+        last_role = messages[-1].get("role") if messages else None
+        tool_calls = [_tool_call(body)] if body.get("tools") and last_role != "tool" else None
+        question = _text(messages[-1].get("content")) if messages else ""
+        content = (
+            None
+            if tool_calls
+            else owner.answers.get(question)
+            or owner.answer(messages, model, body.get("temperature"))
+        )
         head = {
             "id": f"chatcmpl-fake-{number}",
             "created": int(time.time()),
             "model": model,
             "system_fingerprint": "fp_fake",
         }
-        usage = _usage(messages, content)
+        usage = _usage(messages, content or json.dumps(tool_calls))
         if body.get("stream"):
-            self._stream(
-                head, content, usage, bool((body.get("stream_options") or {}).get("include_usage"))
-            )
+            last = bool((body.get("stream_options") or {}).get("include_usage"))
+            self._stream(head, content, tool_calls, usage, last)
             return
-        time.sleep(self.server.owner.delay)
-        message = {"role": "assistant", "content": content}
-        choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
+        time.sleep(owner.delay)
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        finish = "tool_calls" if tool_calls else "stop"
+        choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
         response = {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
         self._send(200, json.dumps(response).encode())
 
@@ -113,15 +184,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def _stream(
-        self, head: dict[str, Any], content: str, usage: dict[str, int], last: bool
+        self,
+        head: dict[str, Any],
+        content: str | None,
+        tool_calls: list[dict[str, Any]] | None,
+        usage: dict[str, int],
+        last: bool,
     ) -> None:
-        words = content.split(" ")
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
-        deltas += [{"content": w if i == 0 else " " + w} for i, w in enumerate(words)]
+        if tool_calls:
+            deltas.append({"tool_calls": [{"index": 0, **tool_calls[0]}]})
+        else:
+            words = (content or "").split(" ")
+            deltas += [{"content": w if i == 0 else " " + w} for i, w in enumerate(words)]
         chunks: list[dict[str, Any]] = [
             {"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas
         ]
-        chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        finish = "tool_calls" if tool_calls else "stop"
+        chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         if last:
             chunks.append({"choices": [], "usage": usage})
         self.send_response(200)
@@ -158,13 +238,20 @@ class _Server(ThreadingHTTPServer):
 class FakeLLM:
     """An OpenAI-compatible chat server on a free 127.0.0.1 port; a context manager.
 
-    ``delay`` is the seconds each completion takes (default 0.4, a fast hosted model).
+    ``delay`` is the seconds each completion takes (default 0.4, a fast hosted model);
+    ``answer`` writes the answers (default :func:`fake_answer`; tests: :func:`echo_answer`).
     """
 
-    def __init__(self, delay: float = 0.4, *, port: int = 0) -> None:
+    def __init__(
+        self, delay: float = 0.4, *, port: int = 0, answer: AnswerFunction = fake_answer
+    ) -> None:
         self.delay = delay
         self.port = port  # 0: a free port
-        self.requests: list[dict[str, Any]] = []
+        self.answer = answer
+        #: scripted answers by the last message's text (else ``answer``)
+        self.answers: dict[str, str] = {}
+        self.requests: list[dict[str, Any]] = []  # chat completion bodies, in order
+        self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -186,10 +273,17 @@ class FakeLLM:
         with self._lock:
             return len(self.requests)
 
-    def _record(self, body: dict[str, Any]) -> int:
+    def calls(self, path: str = CHAT_PATH) -> int:
+        """How many requests reached ``path`` (``EMBEDDINGS_PATH``, ...)."""
         with self._lock:
-            self.requests.append(body)
-            return len(self.requests)
+            return self._counts[path]
+
+    def _record(self, path: str, body: dict[str, Any]) -> int:
+        with self._lock:
+            self._counts[path] += 1
+            if path == CHAT_PATH:
+                self.requests.append(body)
+            return self._counts[path]
 
     def start(self) -> FakeLLM:
         """Listen on a free port and serve in a daemon thread."""

@@ -7,26 +7,26 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import Protocol
 
 import numpy as np
 
 from ._audit import false_hit_estimate
 from ._errors import BackendError
+from ._events import CacheEvent
 from ._types import CacheHit
 
-__all__ = ["BreakerOpenError", "CacheObserver", "CacheStats", "CircuitBreaker"]
+__all__ = ["BreakerOpenError", "CacheStats", "CircuitBreaker"]
 
 logger = logging.getLogger("semcache_plugins")
 
 _COUNTERS = (
-    "lookups",
+    "lookups",  # finished lookups (a hit or a miss); a lookup that bypassed the cache is a skip
     "hits_exact",
     "hits_semantic",
     "misses",
     "stores",
     "errors",
-    "skipped",
+    "skipped",  # operations that bypassed the cache, each once (by reason: skipped_by_reason)
     "skipped_too_long",
     "guard_rejections",
     "embeddings",
@@ -37,58 +37,44 @@ _COUNTERS = (
 )
 
 
-class CacheObserver(Protocol):
-    """Receives the cache's events as they happen (e.g. ``semcache_plugins.metrics``)."""
-
-    def count(self, name: str, n: int) -> None: ...
-
-    def skip(self, reason: str) -> None: ...
-
-    def lookup_done(self, outcome: str, seconds: float, hit: CacheHit | None) -> None: ...
-
-
 class CacheStats:
-    """What the cache did since it was created (``CacheCore.stats()`` returns a snapshot)."""
+    """What the cache did since it was created, folded from its events (``CacheCore.stats()``
+    returns a snapshot): subscribe :meth:`record` to the core's ``EventStream``."""
 
     def __init__(self, window: int = 10_000) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._skips: Counter[str] = Counter()
         self._latency_ms: deque[float] = deque(maxlen=window)
-        self._observers: tuple[CacheObserver, ...] = ()
 
-    def add_observer(self, observer: CacheObserver) -> None:
+    def record(self, event: CacheEvent) -> None:
+        """Fold one event into the counters."""
         with self._lock:
-            self._observers = (*self._observers, observer)
+            if event.kind == "lookup":
+                self._counts["lookups"] += 1
+                self._counts[event.name] += 1
+                self._latency_ms.append(event.seconds * 1000.0)
+            elif event.kind == "skip":
+                self._counts["skipped"] += 1
+                self._skips[event.name] += 1
+                if event.name == "too_long":
+                    self._counts["skipped_too_long"] += 1
+            elif event.kind == "store":
+                self._counts["stores"] += event.n
+            else:
+                self._counts[event.name] += event.n
 
-    def _notify(self, event: Callable[[CacheObserver], None]) -> None:
-        for observer in self._observers:
-            try:
-                event(observer)
-            except Exception:  # an observer must never fail a cache call
-                logger.exception("semcache: cache observer %r failed", observer)
+    # standalone use (a CacheStats without a stream): the same events, recorded directly
 
     def count(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self._counts[name] += n
-        self._notify(lambda observer: observer.count(name, n))
+        self.record(CacheEvent("store" if name == "stores" else "count", name, n))
 
     def skip(self, reason: str) -> None:
-        with self._lock:
-            self._counts["skipped"] += 1
-            self._skips[reason] += 1
-            if reason == "too_long":
-                self._counts["skipped_too_long"] += 1
-        self._notify(lambda observer: observer.skip(reason))
+        self.record(CacheEvent("skip", reason))
 
     def lookup_done(self, outcome: str, seconds: float, hit: CacheHit | None = None) -> None:
         """Record one finished lookup: ``outcome`` is a counter name (hits_exact, misses, ...)."""
-        with self._lock:
-            self._counts["lookups"] += 1
-            self._counts[outcome] += 1
-            self._latency_ms.append(seconds * 1000.0)
-        if self._observers:
-            self._notify(lambda observer: observer.lookup_done(outcome, seconds, hit))
+        self.record(CacheEvent("lookup", outcome, seconds=seconds, hit=hit))
 
     def snapshot(self) -> dict[str, object]:
         with self._lock:

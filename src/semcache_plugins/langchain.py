@@ -16,16 +16,16 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.language_models import BaseChatModel, BaseLLM
 from langchain_core.outputs import Generation
 
+from ._adapter_core import adapter_core
 from ._answer import shown_answers
 from ._audit_adapters import withhold_for_audit
-from ._core import CacheCore, adapter_core
+from ._core import CacheCore
 from ._embedder import Embedder
 from ._errors import SemcacheError, SerializationError
 from ._langchain_convert import (
@@ -40,6 +40,7 @@ from ._langchain_convert import (
     with_hit_info,
 )
 from ._langchain_stream import CachedChatModel, cached
+from ._options import SettingsOverrides
 from ._scope import canonical_params, sha256_hex
 from ._settings import CacheSettings
 from ._types import CacheHit
@@ -56,36 +57,20 @@ class LangChainSemCache(BaseCache):
     Scope rules are the core's: the system prompt, model, output-changing parameters (bound
     tools included) and prior turns must match exactly; only the last human turn is compared
     by meaning. Redis or embedding failures are logged once and behave as misses.
+
+    Settings: ``settings`` plus keyword overrides (every ``CacheSettings`` field, typed by
+    ``SettingsOverrides``), or ``core=`` to share a ``CacheCore`` (left open by ``close``).
     """
 
     def __init__(
         self,
         *,
-        redis_url: str | None = None,
-        similarity_threshold: float | None = None,
-        ttl: int | None = None,
-        namespace: str | None = None,
-        embedding_model: str | None = None,
-        model_path: str | Path | None = None,
-        guards: bool | None = None,
-        index_prefix: str | None = None,
         settings: CacheSettings | None = None,
         core: CacheCore | None = None,
         embedder: Embedder | None = None,
         semantic_tool_calls: bool = False,
-        **options: Any,
+        **overrides: Unpack[SettingsOverrides],
     ) -> None:
-        overrides = {
-            "redis_url": redis_url,
-            "similarity_threshold": similarity_threshold,
-            "ttl": ttl,
-            "namespace": namespace,
-            "embedding_model": embedding_model,
-            "model_path": model_path,
-            "guards": guards,
-            "index_prefix": index_prefix,
-            **options,
-        }
         self._core, self._owns_core = adapter_core(
             core=core, settings=settings, embedder=embedder, overrides=overrides
         )
@@ -94,7 +79,8 @@ class LangChainSemCache(BaseCache):
 
     @property
     def core(self) -> CacheCore:
-        """The shared cache core (also usable by the LiteLLM adapter)."""
+        """The core this adapter runs on (stats, events, invalidation, ``metrics``); it can be
+        shared with the LiteLLM adapter."""
         return self._core
 
     def __repr__(self) -> str:

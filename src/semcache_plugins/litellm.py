@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from litellm.caching.caching import Cache, CacheMode
 
+from ._adapter_core import adapter_core
 from ._audit_adapters import audit_litellm_hit
-from ._core import CacheCore, adapter_core
+from ._core import CacheCore
 from ._embedder import Embedder
 from ._errors import ConfigurationError
 from ._litellm_convert import (
@@ -47,6 +47,7 @@ from ._litellm_convert import (
     stored_response,
     to_request,
 )
+from ._options import SettingsOverrides
 from ._settings import CacheSettings
 
 __all__ = ["SemCache"]
@@ -63,45 +64,31 @@ class SemCache(Cache):
     ``s-maxage`` and ``namespace``. Responses with tool calls are served on exact repeats only,
     unless ``semantic_tool_calls=True``. Redis or embedding failures are logged (one warning
     until the cache works again) and the call goes to the provider.
+
+    Settings: ``settings`` plus keyword overrides (every ``CacheSettings`` field, typed by
+    ``SettingsOverrides``: ``redis_url``, ``similarity_threshold``, ``ttl``, ``namespace``,
+    ...), or ``core=`` to share a ``CacheCore`` (left open by :meth:`close`). ``core``: the
+    core this adapter runs on (stats, events, invalidation, ``metrics.instrument``).
     """
+
+    core: CacheCore
 
     def __init__(
         self,
         *,
-        redis_url: str | None = None,
-        similarity_threshold: float | None = None,
-        ttl: int | None = None,
-        namespace: str | None = None,
-        embedding_model: str | None = None,
-        model_path: str | Path | None = None,
-        guards: bool | None = None,
-        index_prefix: str | None = None,
         settings: CacheSettings | None = None,
         core: CacheCore | None = None,
         embedder: Embedder | None = None,
         mode: CacheMode | str = CacheMode.default_on,
         supported_call_types: Sequence[str] | None = TEXT_CALL_TYPES,
         semantic_tool_calls: bool = False,
-        semantic_cache_scope: str | None = None,
-        **options: Any,
+        **overrides: Unpack[SettingsOverrides],
     ) -> None:
         unsupported = set(supported_call_types or ()) - set(TEXT_CALL_TYPES)
         if unsupported:
             raise ConfigurationError(
                 f"SemCache caches chat and text completions only, not {sorted(unsupported)}"
             )
-        overrides = {
-            "redis_url": redis_url,
-            "similarity_threshold": similarity_threshold,
-            "ttl": ttl,
-            "namespace": namespace,
-            "embedding_model": embedding_model,
-            "model_path": model_path,
-            "guards": guards,
-            "index_prefix": index_prefix,
-            "semantic_cache_scope": semantic_cache_scope,
-            **options,
-        }
         call_types: Any = None if supported_call_types is None else list(supported_call_types)
         super().__init__(
             mode=CacheMode(mode),
@@ -115,6 +102,10 @@ class SemCache(Cache):
         # LiteLLM's name: "key" scopes by key/team/org, "end_user" by the end user too.
         self.semantic_cache_scope = self.core.settings.semantic_cache_scope
         self._degraded = False
+        self._attached()
+
+    def _attached(self) -> None:
+        """Hook for subclasses (``ProxySemCache``): set-up after the options are applied."""
 
     def __repr__(self) -> str:
         return f"SemCache({self.core!r}, semantic_tool_calls={self.semantic_tool_calls})"

@@ -196,15 +196,17 @@ class CacheAdmin(RedisCache):
 
 class ProxySemCache(SemCache):
     """``SemCache`` as LiteLLM's proxy needs it: ``type == "redis"`` with a :class:`CacheAdmin`,
-    and hits that say what they were (response headers and spend-log metadata)."""
+    and hits that say what they were (response headers and spend-log metadata). It takes
+    :class:`SemCache`'s options."""
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
+    def _attached(self) -> None:
+        """Set up after ``SemCache.__init__`` (same options): what the proxy reads."""
         self.type = "redis"  # type: ignore[assignment]
         self.cache = CacheAdmin(self.core)
 
     @property
     def core(self) -> CacheCore:
+        """The core this cache runs on (boxed: LiteLLM's proxy copies its cache's attributes)."""
         core: CacheCore = self._core_box.value
         return core
 

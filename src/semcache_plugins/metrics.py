@@ -8,7 +8,8 @@ PrometheusMetrics(core)          # or a SemCache / LangChainSemCache adapter
 start_http_server(9464)          # GET /metrics
 ```
 
-The core pushes its events to the metrics object (an observer), so nothing is polled.
+The metrics subscribe to the core's event stream (``core.events``), the same events
+``core.stats()`` counts, so the two agree and nothing is polled.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from ._audit import false_hit_estimate
 from ._core import CacheCore
+from ._events import CacheEvent
 from ._types import CacheHit
 
 __all__ = ["CostFunction", "PrometheusMetrics", "instrument", "litellm_cost", "response_usage"]
@@ -146,15 +148,22 @@ class PrometheusMetrics:
             self.shadow_hits.labels(tier=tier)
         for kind in ("prompt", "completion"):
             self.tokens_saved.labels(kind=kind)
-        self.core.add_observer(self)
+        self.core.events.subscribe(self.record)
 
-    # -- CacheObserver ---------------------------------------------------------------------
+    def record(self, event: CacheEvent) -> None:
+        """Count one cache event (subscribed to ``core.events``)."""
+        if event.kind == "lookup":
+            self._lookup(event.name, event.seconds, event.hit)
+        elif event.kind == "skip":
+            self.skipped.labels(reason=event.name).inc()
+        elif event.kind == "store":
+            self.stores.inc(event.n)
+        else:
+            self._count(event.name, event.n)
 
-    def count(self, name: str, n: int) -> None:
+    def _count(self, name: str, n: int) -> None:
         if name == "errors":
             self.errors.inc(n)
-        elif name == "stores":
-            self.stores.inc(n)
         elif name == "guard_rejections":
             self.guard_rejections.inc(n)
         elif name == "audited":
@@ -165,8 +174,6 @@ class PrometheusMetrics:
             self.audit_disagreements.inc(n)
         elif name.startswith("shadow_hits_"):
             self.shadow_hits.labels(tier=name.removeprefix("shadow_hits_")).inc(n)
-        elif name == "skipped":  # a store the core refused (e.g. response too large)
-            self.skipped.labels(reason="not_stored").inc(n)
 
     def _estimate(self, bound: str) -> float:
         """The gauge's value: NaN before any audit."""
@@ -178,10 +185,7 @@ class PrometheusMetrics:
         value = estimate[key]
         return float("nan") if value is None or not audited else value
 
-    def skip(self, reason: str) -> None:
-        self.skipped.labels(reason=reason).inc()
-
-    def lookup_done(self, outcome: str, seconds: float, hit: CacheHit | None) -> None:
+    def _lookup(self, outcome: str, seconds: float, hit: CacheHit | None) -> None:
         self.lookup_seconds.observe(seconds)
         tier = _TIERS.get(outcome)
         if tier is None:
@@ -200,12 +204,12 @@ class PrometheusMetrics:
 
 
 def _core_of(target: Any) -> CacheCore:
+    """``target`` itself, or the ``core`` every adapter exposes (``SemCache.core``, ...)."""
     if isinstance(target, CacheCore):
         return target
-    for name in ("core", "_core"):
-        core = getattr(target, name, None)
-        if isinstance(core, CacheCore):
-            return core
+    core = getattr(target, "core", None)
+    if isinstance(core, CacheCore):
+        return core
     raise TypeError(f"expected a CacheCore or a cache adapter, got {type(target).__name__}")
 
 
