@@ -6,7 +6,8 @@ alternating rounds (RedisVL, ours, RedisVL, ours... at 1, 8 and 32 callers) on o
 with the same query list (1/3 exact, 1/3 paraphrase, 1/3 miss); the figure is the median of the
 round ratios. RedisVL embeds with fastembed's stock session, ours with its own ``Embedder`` (as in
 ``peers_speed``). ``--model-path`` runs ours on another ONNX directory (e.g. an int8 variant of
-``bench.embed_variants``).
+``bench.embed_variants``); ``--model-batch N`` adds ours with N texts per model call instead of
+``_embedder._BATCH_SIZE`` (set around that peer's passes only).
 ``python -m bench.throughput --rounds 5``
 """
 
@@ -24,7 +25,7 @@ from bench.core_latency import tag
 from bench.data import add_quora_arguments, quora_from
 from bench.peers import SharedEmbedder, make_peer
 from bench.peers_speed import CALLERS, THROUGHPUT_FILL, Questions, forget, load, pump
-from semcache_plugins import Embedder
+from semcache_plugins import Embedder, _embedder
 from semcache_plugins.embedded import EmbeddedRedis
 
 
@@ -35,7 +36,14 @@ def _filled(key: str, url: str, shared: SharedEmbedder, q: Questions, third: int
     return peer
 
 
-async def rounds(peers: dict[str, Any], q: Questions, third: int, n: int, seed: int) -> None:
+async def rounds(
+    peers: dict[str, Any],
+    q: Questions,
+    third: int,
+    n: int,
+    seed: int,
+    model_batch: dict[str, int] | None = None,
+) -> None:
     plan = q.plan(third, seed)
     for peer in peers.values():
         await asyncio.gather(*(peer.acheck(text) for text in q.spare))
@@ -47,7 +55,12 @@ async def rounds(peers: dict[str, Any], q: Questions, third: int, n: int, seed: 
                 forget(peer)
                 work = getattr(getattr(peer, "core", None), "_work", None)
                 seen = len(work.batcher.batch_sizes()) if work else 0
-                per_s, _ = await pump(peer, plan, callers)
+                default = _embedder._BATCH_SIZE
+                _embedder._BATCH_SIZE = (model_batch or {}).get(name, default)
+                try:
+                    per_s, _ = await pump(peer, plan, callers)
+                finally:
+                    _embedder._BATCH_SIZE = default
                 rates.setdefault((name, callers), []).append(per_s)
                 if work:
                     batches.setdefault((name, callers), []).extend(
@@ -78,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lookups", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--model-batch", type=int, default=None, help="add ours at this size")
     parser.add_argument("--model-path", type=Path, default=None, help="ours on this ONNX dir")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "semcache" / "bench")
     add_quora_arguments(parser)
@@ -97,8 +111,13 @@ def main(argv: list[str] | None = None) -> None:
             "RedisVL": _filled("redisvl", url, shared, q, third),
             "ours": _filled("ours", url, ours_shared, q, third),
         }
+        sizes = {}
+        if args.model_batch:
+            label = f"ours (model batch {args.model_batch})"
+            peers[label] = _filled("ours", url, SharedEmbedder(Embedder()), q, third)
+            sizes[label] = args.model_batch
         try:
-            asyncio.run(rounds(peers, q, third, args.rounds, args.seed))
+            asyncio.run(rounds(peers, q, third, args.rounds, args.seed, sizes))
         finally:
             for peer in peers.values():
                 peer.close()
