@@ -77,7 +77,6 @@ def _set(**attributes: Any) -> Callable[[Any], None]:
 
 #: name -> (session config entries, SessionOptions setup)
 OPTIONS: dict[str, tuple[dict[str, str], Callable[[Any], None]]] = {
-    "1 intra-op thread": ({}, _threads(1)),
     "denormal as zero": ({"session.set_denormal_as_zero": "1"}, _set()),
     "no memory pattern": ({}, _set(enable_mem_pattern=False)),
     "no cpu arena": ({}, _set(enable_cpu_mem_arena=False)),
@@ -128,11 +127,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--options", action="store_true", help="our session vs option variants")
+    parser.add_argument("--batches", default="1,16", help="texts per call (--options)")
     args = parser.parse_args()
     if args.options:
         print("| variant | batch | ours p50 ms | variant p50 ms | ratio (rounds) | max diff |")
         print("|---|---:|---:|---:|---:|---:|")
-        compare_options(args.rounds, args.calls, (1, 16))
+        compare_options(args.rounds, args.calls, tuple(int(b) for b in args.batches.split(",")))
         return
     fastembed, ours = Embedder(), Embedder()
     fastembed.load()
