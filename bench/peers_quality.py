@@ -82,7 +82,7 @@ def drive(
     notes: list[str],
 ) -> Run | None:
     """Fill a fresh instance, check() and nearest() every probe; None (and a note) on failure."""
-    shared = SharedEmbedder(emb.embedder, memo=True)
+    shared = SharedEmbedder(emb.embedder, memo=True, stock=False)  # one model's vectors
     shared.remember(*stream.texts_and_vectors())
     started = time.perf_counter()
     try:

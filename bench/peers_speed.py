@@ -170,7 +170,9 @@ class Lab:
         def build() -> PeerCache:
             peer = make_peer(key, self.url, self.shared, **options)
             self.names.setdefault(label, peer.name)
-            self.notes.setdefault(key, peer.notes)
+            note = peer.notes.rstrip(".")
+            note = note if key == "ours" else f"{note}; {self.shared.model_note}"
+            self.notes.setdefault(key, note)
             return peer
 
         try:

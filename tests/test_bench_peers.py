@@ -149,3 +149,35 @@ def test_gptcache_peer_default_is_cosine_0_2(redis_url: str, embedder: Embedder)
         assert peer.check(LOOSE) == "Paris."  # a wrong answer, served at its default threshold
     finally:
         peer.close()
+
+
+# --- the peers' model session ----------------------------------------------------------------
+
+
+def test_peers_embed_through_stock_fastembed_ours_through_its_embedder(
+    redis_url: str, embedder: Embedder
+) -> None:
+    """Peers run fastembed's own session of the same ONNX file (no tuning of ours); the vectors
+    agree with ours, and ``stock=False`` (quality runs) embeds through ours."""
+    import numpy as np
+    from bench.peers.base import PEER_MODEL_NOTE, StockFastembed
+
+    texts = [PASSWORD, PARAPHRASE, LOOSE]
+    shared = SharedEmbedder(embedder)
+    got = shared.vectors(texts)
+    stock = shared._stock
+    assert isinstance(stock, StockFastembed)
+    session = stock.engine.model.model
+    assert session is not embedder._state().engine.model.model
+    config = session.get_session_options().get_session_config_entry
+    with pytest.raises(RuntimeError):  # ours sets it to "0"; fastembed leaves ORT's default
+        config("session.intra_op.allow_spinning")
+    assert np.allclose(got, embedder.embed(texts), atol=1e-5)
+    assert shared.model_note == PEER_MODEL_NOTE
+    own = SharedEmbedder(embedder, stock=False)
+    assert np.array_equal(own.vectors(texts), embedder.embed(texts)) and own._stock is None
+    peer = make_peer("ours", redis_url, shared)
+    try:
+        assert peer.core.embedder is embedder  # type: ignore[attr-defined]
+    finally:
+        peer.close()

@@ -1,10 +1,13 @@
-"""What every cache in the peer benchmark offers, and the one embedder they all share.
+"""What every cache in the peer benchmark offers, and the one model they all share.
 
-Every system runs on the same Redis server with the same MiniLM ONNX model: ``SharedEmbedder``
-wraps our ``Embedder`` and each peer plugs it in through its own extension point (RedisVL
+Every system runs on the same Redis server with the same MiniLM ONNX weights: ``SharedEmbedder``
+holds our ``Embedder`` (ours runs on it, as its users do) and, for the peers, fastembed's own
+``TextEmbedding`` session of the same ONNX file (``StockFastembed``: ONNX Runtime's defaults,
+fastembed's batching), which each peer plugs in through its own extension point (RedisVL
 ``CustomTextVectorizer``, a LangChain ``Embeddings``, a LiteLLM custom embedding handler, a GPTCache
-embedding function). Peers are keyed by the user's text only; ours also scopes by system prompt and
-model, which costs nothing at lookup time.
+embedding function): a peer's user gets no session tuning of ours. Fills use vectors computed
+once, so only the lookups' (and ``store``'s) embedding differs. Peers are keyed by the user's text
+only; ours also scopes by system prompt and model, which costs nothing at lookup time.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ import numpy as np
 
 from semcache_plugins import Embedder
 
-__all__ = ["Entry", "PeerCache", "SharedEmbedder"]
+__all__ = ["PEER_MODEL_NOTE", "Entry", "PeerCache", "SharedEmbedder", "StockFastembed"]
+
+#: Said in every peer's notes: which session runs its embeddings.
+PEER_MODEL_NOTE = (
+    "embeddings by fastembed's stock TextEmbedding session of the same MiniLM ONNX file "
+    "(ONNX Runtime defaults, fastembed's batching)"
+)
 
 
 @dataclass(frozen=True)
@@ -30,14 +39,63 @@ class Entry:
     vector: np.ndarray
 
 
+class StockFastembed:
+    """fastembed's ``TextEmbedding`` over our model directory, opened as fastembed opens it.
+
+    The same ONNX file and tokenizer as ``embedder`` (registered as a fastembed custom model:
+    the hub is out of reach), with none of ``Embedder``'s tuning (its ONNX Runtime session
+    options, shortest-first model batches of 8): what a user of a peer cache would run.
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        from fastembed import TextEmbedding
+        from fastembed.common.model_description import ModelSource, PoolingType
+
+        fingerprint = embedder.fingerprint
+        directory = embedder.model_dir
+        name = f"bench-stock/{fingerprint.digest}"
+        known = {d.model.lower() for d in TextEmbedding._list_supported_models()}
+        if name.lower() not in known:
+            TextEmbedding.add_custom_model(
+                model=name,
+                pooling=PoolingType.CLS if fingerprint.pooling == "cls" else PoolingType.MEAN,
+                normalization=fingerprint.normalized,
+                sources=ModelSource(hf=name),
+                dim=fingerprint.dim,
+                model_file="model.onnx",
+            )
+        self.engine = TextEmbedding(
+            model_name=name, cache_dir=str(directory), specific_model_path=str(directory)
+        )
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(list(self.engine.embed(list(texts))), dtype=np.float32)
+
+
 @dataclass
 class SharedEmbedder:
-    """Our ONNX MiniLM as a plain function; ``memo=True`` remembers vectors (quality runs only)."""
+    """The model as a plain function for the peers; ``memo=True`` remembers vectors (quality
+    runs only). ``embedder`` is ours (``OursPeer`` runs on it); peers' lookups embed through
+    ``StockFastembed`` (made on first use), or through ``embedder`` with ``stock=False``."""
 
     embedder: Embedder
     memo: bool = False
+    stock: bool = True
     calls: int = 0
     _seen: dict[str, np.ndarray] = field(default_factory=dict)
+    _stock: StockFastembed | None = field(default=None, repr=False)
+
+    @property
+    def model_note(self) -> str:
+        """Which session runs the peers' embeddings (printed in their notes)."""
+        return PEER_MODEL_NOTE if self.stock else "embeddings by our tuned Embedder"
+
+    def _model(self, texts: list[str]) -> np.ndarray:
+        if not self.stock:
+            return np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        if self._stock is None:
+            self._stock = StockFastembed(self.embedder)
+        return self._stock.embed(texts)
 
     @property
     def dims(self) -> int:
@@ -47,10 +105,10 @@ class SharedEmbedder:
         """float32 rows, unit length (cosine similarity is a dot product)."""
         self.calls += 1
         if not self.memo:
-            return np.asarray(self.embedder.embed(list(texts)), dtype=np.float32)
+            return self._model(list(texts))
         missing = [t for t in dict.fromkeys(texts) if t not in self._seen]
         if missing:
-            for text, vector in zip(missing, self.embedder.embed(missing), strict=True):
+            for text, vector in zip(missing, self._model(missing), strict=True):
                 self._seen[text] = np.asarray(vector, dtype=np.float32)
         return np.stack([self._seen[t] for t in texts])
 

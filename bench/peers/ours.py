@@ -45,7 +45,8 @@ class OursPeer:
         self.default_similarity = self.core.settings.similarity_threshold
         self.notes = (
             "CacheCore.lookup/alookup; exact tier skips the embedding; async lookups "
-            "micro-batch their embeddings; scope = system prompt + model + params"
+            "micro-batch their embeddings; scope = system prompt + model + params; embeddings "
+            "by its own default Embedder (the peers run fastembed's stock session)"
         )
 
     def fill(self, entries: Sequence[Entry]) -> None:
