@@ -199,15 +199,19 @@ def knn_command(
     vector: bytes,
     filter_expression: FilterExpression,
     policy: str | None = None,
+    *,
+    k: int = KNN_CANDIDATES,
+    ef_runtime: int = HNSW_EF_RUNTIME,
 ) -> tuple[Any, ...]:
     """``FT.SEARCH`` arguments of the KNN query (not a range query: filtered HNSW range queries
     can miss neighbours), pre-filtered, nearest first, returning ids and distances only (the few
     records that can matter are read next). Sent as is: no query object per lookup.
-    ``policy``: an explicit ``HYBRID_POLICY`` (see :func:`hybrid_policy`)."""
+    ``policy``: an explicit ``HYBRID_POLICY`` (see :func:`hybrid_policy`); ``k`` and
+    ``ef_runtime`` other than the defaults are for ``bench.hnsw_curve``."""
     hybrid = f"HYBRID_POLICY {policy} " if policy else ""
     knn = (
-        f"({filter_expression})=>[KNN {KNN_CANDIDATES} @{VECTOR_FIELD} $vector "
-        f"{hybrid}EF_RUNTIME {HNSW_EF_RUNTIME} AS vector_distance]"
+        f"({filter_expression})=>[KNN {k} @{VECTOR_FIELD} $vector "
+        f"{hybrid}EF_RUNTIME {ef_runtime} AS vector_distance]"
     )
     return (
         "FT.SEARCH",
@@ -223,7 +227,7 @@ def knn_command(
         2,
         "LIMIT",
         0,
-        KNN_CANDIDATES,
+        k,
         "PARAMS",
         2,
         "vector",
