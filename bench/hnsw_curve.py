@@ -11,6 +11,11 @@ paired duplicates, never stored) run our KNN query with our real scope filter an
 
 Build time is split into the client's CPU (this process) and the Redis main thread's CPU
 (``INFO cpu``), so the server's HNSW insertion cost is seen apart from ours.
+
+``--rounds N``: instead of the curve, N interleaved rounds of the peer benchmark's build
+(``peers_memory.measure``: ``fill()`` in chunks of 5,000 plus the wait for FT.INFO) of RedisVL's
+``SemanticCache`` (FLAT) and of ours at its defaults, on the same entries; the median of the
+round ratios with their spread.
 """
 
 from __future__ import annotations
@@ -29,13 +34,30 @@ import numpy as np
 import redis
 from redisvl.index import SearchIndex
 
-from bench.core_latency import MODEL, PARAMS, ask, cached_vectors, drop_cache, load_questions
-from bench.core_latency import store_seeded, tag
+from bench.core_latency import (
+    MODEL,
+    PARAMS,
+    ask,
+    cached_vectors,
+    drop_cache,
+    load_questions,
+    store_seeded,
+    tag,
+)
 from bench.data import add_quora_arguments, quora_from
-from bench.peers_memory import RedisProbe
+from bench.peers import Entry
+from bench.peers.base import SharedEmbedder
+from bench.peers.ours import OursPeer
+from bench.peers.redisvl_peer import RedisVLPeer
+from bench.peers_memory import RedisProbe, measure
 from semcache_plugins import CacheCore, Embedder
-from semcache_plugins._index import IndexLayout, entry_filter, hybrid_policy, knn_command
-from semcache_plugins._index import search_rows
+from semcache_plugins._index import (
+    IndexLayout,
+    entry_filter,
+    hybrid_policy,
+    knn_command,
+    search_rows,
+)
 
 
 @dataclass(frozen=True)
@@ -137,7 +159,8 @@ def run(args: argparse.Namespace) -> None:
         f"## HNSW curve: {args.entries:,} entries in one scope, {len(queries)} held-out queries\n"
     )
     print(
-        "| M | EF_CONSTRUCTION | build s | client CPU s | Redis CPU s | EF_RUNTIME | recall@10 | p50 ms |"
+        "| M | EF_CONSTRUCTION | build s | client CPU s | Redis CPU s | EF_RUNTIME "
+        "| recall@10 | p50 ms |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m, ef_c in grid:
@@ -166,6 +189,37 @@ def run(args: argparse.Namespace) -> None:
     print(f"\nload: {Path('/proc/loadavg').read_text().split()[:3]}")
 
 
+def versus_redisvl(args: argparse.Namespace) -> None:
+    """Interleaved builds of RedisVL (FLAT) and ours, as the peer benchmark times them."""
+    quora = quora_from(args)
+    embedder = Embedder()
+    embedder.load()
+    texts = load_questions(args.entries, quora)[0]
+    vectors = cached_vectors(embedder, texts, args.cache, f"{tag(quora)}-fill")
+    entries = [Entry(t, f"fill-{i}", vectors[i]) for i, t in enumerate(texts)]
+    chunks = [entries[i : i + 5000] for i in range(0, len(entries), 5000)]
+    probe, shared = RedisProbe(args.redis_url), SharedEmbedder(embedder)
+    peers: dict[str, Any] = {
+        "RedisVL FLAT": lambda: RedisVLPeer(args.redis_url, shared),
+        "ours": lambda: OursPeer(args.redis_url, shared),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in peers}
+    print(f"## Build of {len(entries):,} entries: RedisVL FLAT vs ours, {args.rounds} rounds\n")
+    for round_no in range(args.rounds):
+        order = list(peers) if round_no % 2 == 0 else list(reversed(peers))
+        for name in order:
+            footprint = measure(probe, peers[name], chunks, lambda _: None)[1]
+            seconds[name].append(footprint.build_s)
+            print(f"round {round_no + 1}: {name} {footprint.build_s:.2f} s", flush=True)
+    ratios = [o / r for o, r in zip(seconds["ours"], seconds["RedisVL FLAT"], strict=True)]
+    print(
+        f"\nmedian build s: RedisVL FLAT {np.median(seconds['RedisVL FLAT']):.2f}, ours "
+        f"{np.median(seconds['ours']):.2f}; ratio median {np.median(ratios):.2f}x "
+        f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
+    print(f"load: {Path('/proc/loadavg').read_text().split()[:3]}")
+
+
 def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",")]
 
@@ -179,8 +233,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ef-construction", type=_ints, default=[64, 100, 200])
     parser.add_argument("--ef-runtime", type=_ints, default=[10, 20, 50, 100])
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "semcache" / "bench")
+    parser.add_argument("--rounds", type=int, default=0, help="RedisVL vs ours builds instead")
     add_quora_arguments(parser)
-    run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    versus_redisvl(args) if args.rounds else run(args)
 
 
 if __name__ == "__main__":
