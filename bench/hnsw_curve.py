@@ -59,6 +59,8 @@ from semcache_plugins._index import (
     search_rows,
 )
 
+SLICE = 10_000
+
 
 @dataclass(frozen=True)
 class Build:
@@ -67,6 +69,7 @@ class Build:
     wall_s: float
     client_cpu_s: float
     server_cpu_s: float
+    slices_ms: tuple[float, ...]  # Redis CPU ms per entry in each successive 10k of the fill
 
 
 def server_cpu(client: Any) -> float:
@@ -102,10 +105,15 @@ def timed_build(
     """Fill ``core`` and wait until its index is done; timings as ``Build``."""
     rows = [(text, {"a": i}, vectors[i]) for i, text in enumerate(texts)]
     cpu0, server0, started = client_cpu(), server_cpu(probe.client), time.perf_counter()
-    store_seeded(core, rows)
+    slices, last = [], server0
+    for start in range(0, len(rows), SLICE):
+        store_seeded(core, rows[start : start + SLICE])
+        now = server_cpu(probe.client)
+        slices.append((now - last) * 1e3 / len(rows[start : start + SLICE]))
+        last = now
     probe.wait_indexed([core.layout.name])
     wall = time.perf_counter() - started
-    return Build(wall, client_cpu() - cpu0, server_cpu(probe.client) - server0)
+    return Build(wall, client_cpu() - cpu0, server_cpu(probe.client) - server0, tuple(slices))
 
 
 def recall_and_latency(
@@ -155,6 +163,7 @@ def run(args: argparse.Namespace) -> None:
     probe = RedisProbe(args.redis_url)
     raw = redis.Redis.from_url(args.redis_url)
     grid = list(itertools.product(args.m, args.ef_construction))
+    growth: list[str] = []
     print(
         f"## HNSW curve: {args.entries:,} entries in one scope, {len(queries)} held-out queries\n"
     )
@@ -183,9 +192,15 @@ def run(args: argparse.Namespace) -> None:
                     f"{build.server_cpu_s:.1f} | {ef} | {recall:.4f} | {p50:.3f} |",
                     flush=True,
                 )
+            growth.append(
+                f"- M {m}, EF_CONSTRUCTION {ef_c}: "
+                + ", ".join(f"{ms:.3f}" for ms in build.slices_ms)
+            )
         finally:
             drop_cache(core)
             core.close()
+    print(f"\nRedis main-thread CPU ms per entry written, by successive {SLICE:,} entries:\n")
+    print("\n".join(growth))
     print(f"\nload: {Path('/proc/loadavg').read_text().split()[:3]}")
 
 

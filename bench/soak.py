@@ -36,6 +36,7 @@ from semcache_plugins._warm import WarmItem
 
 SYSTEM = {"role": "system", "content": "Answer questions from a Q&A site."}
 MODEL = "soak-llm"
+PREFILL_SOURCE = 100_000  # --prefill takes the first N of these questions
 PARAMS = {"temperature": 0}
 
 
@@ -119,9 +120,10 @@ class Stages:
 def prefill_cache(core: CacheCore, entries: int, quora: Path | None) -> set[str]:
     """Store ``entries`` questions in the soak's scope before it starts (vectors computed once
     and cached as ``core_latency`` does); the soak then asks only other questions."""
-    texts = load_questions(entries, quora)[0]
+    texts = load_questions(PREFILL_SOURCE, quora)[0]  # the latency bench's cached vectors
     cache = Path.home() / ".cache" / "semcache" / "bench"
-    vectors = cached_vectors(core.embedder, texts, cache, f"{tag(quora)}-fill")
+    vectors = cached_vectors(core.embedder, texts, cache, f"{tag(quora)}-fill")[:entries]
+    texts = texts[:entries]
     for text, vector in zip(texts, vectors, strict=True):
         core._work.vectors.put(" ".join(text.split()), vector)
     started = time.perf_counter()
