@@ -150,22 +150,30 @@ def brute_force(stored: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> None:
-    quora = quora_from(args)
     embedder = Embedder()
     embedder.load()
-    texts, pairs = load_questions(args.entries, quora)
-    if len(texts) < args.entries:
-        raise SystemExit(f"only {len(texts)} distinct questions; pass --quora or fewer --entries")
-    vectors = cached_vectors(embedder, texts, args.cache, f"{tag(quora)}-fill")
-    query_texts = [b for _, b in pairs[: args.queries]]
-    queries = cached_vectors(embedder, query_texts, args.cache, f"{tag(quora)}-queries")
+    if args.vectors is not None:  # unit vectors computed elsewhere: stored rows, then queries
+        rows = np.load(args.vectors)[: args.entries + args.queries]
+        vectors, queries = rows[: args.entries], rows[args.entries :]
+        texts = [f"stored question number {i}" for i in range(len(vectors))]
+        source = f"{args.vectors.name} (placeholder texts: only the vectors are indexed)"
+    else:
+        quora = quora_from(args)
+        texts, pairs = load_questions(args.entries, quora)
+        vectors = cached_vectors(embedder, texts, args.cache, f"{tag(quora)}-fill")
+        query_texts = [b for _, b in pairs[: args.queries]]
+        queries = cached_vectors(embedder, query_texts, args.cache, f"{tag(quora)}-queries")
+        source = f"{tag(quora)} questions, queries = held-out duplicates"
+    if len(vectors) < args.entries or not len(queries):
+        raise SystemExit(f"only {len(vectors)} entries and {len(queries)} queries available")
     truth = brute_force(vectors, queries)
     probe = RedisProbe(args.redis_url)
     raw = redis.Redis.from_url(args.redis_url)
     grid = list(itertools.product(args.m, args.ef_construction))
     growth: list[str] = []
     print(
-        f"## HNSW curve: {args.entries:,} entries in one scope, {len(queries)} held-out queries\n"
+        f"## HNSW curve: {args.entries:,} entries in one scope, {len(queries)} held-out queries "
+        f"({source})\n"
     )
     print(
         "| M | EF_CONSTRUCTION | build s | client CPU s | Redis CPU s | EF_RUNTIME "
@@ -206,11 +214,15 @@ def run(args: argparse.Namespace) -> None:
 
 def versus_redisvl(args: argparse.Namespace) -> None:
     """Interleaved builds of RedisVL (FLAT) and ours, as the peer benchmark times them."""
-    quora = quora_from(args)
     embedder = Embedder()
     embedder.load()
-    texts = load_questions(args.entries, quora)[0]
-    vectors = cached_vectors(embedder, texts, args.cache, f"{tag(quora)}-fill")
+    if args.vectors is not None:
+        vectors = np.load(args.vectors)[: args.entries]
+        texts = [f"stored question number {i}" for i in range(len(vectors))]
+    else:
+        quora = quora_from(args)
+        texts = load_questions(args.entries, quora)[0]
+        vectors = cached_vectors(embedder, texts, args.cache, f"{tag(quora)}-fill")
     entries = [Entry(t, f"fill-{i}", vectors[i]) for i, t in enumerate(texts)]
     chunks = [entries[i : i + 5000] for i in range(0, len(entries), 5000)]
     probe, shared = RedisProbe(args.redis_url), SharedEmbedder(embedder)
@@ -248,6 +260,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ef-construction", type=_ints, default=[64, 100, 200])
     parser.add_argument("--ef-runtime", type=_ints, default=[10, 20, 50, 100])
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "semcache" / "bench")
+    parser.add_argument(
+        "--vectors", type=Path, default=None, help=".npy of unit vectors: entries, then queries"
+    )
     parser.add_argument("--rounds", type=int, default=0, help="RedisVL vs ours builds instead")
     add_quora_arguments(parser)
     args = parser.parse_args(argv)

@@ -117,13 +117,20 @@ class Stages:
         return " ".join(cells)
 
 
-def prefill_cache(core: CacheCore, entries: int, quora: Path | None) -> set[str]:
+def prefill_cache(
+    core: CacheCore, entries: int, quora: Path | None, vectors_file: Path | None = None
+) -> set[str]:
     """Store ``entries`` questions in the soak's scope before it starts (vectors computed once
-    and cached as ``core_latency`` does); the soak then asks only other questions."""
-    texts = load_questions(PREFILL_SOURCE, quora)[0]  # the latency bench's cached vectors
-    cache = Path.home() / ".cache" / "semcache" / "bench"
-    vectors = cached_vectors(core.embedder, texts, cache, f"{tag(quora)}-fill")[:entries]
-    texts = texts[:entries]
+    and cached as ``core_latency`` does); the soak then asks only other questions. With
+    ``vectors_file`` (unit vectors computed elsewhere) the texts are placeholders."""
+    if vectors_file is not None:
+        vectors = np.load(vectors_file)[:entries]
+        texts = [f"stored question number {i}" for i in range(len(vectors))]
+    else:
+        texts = load_questions(PREFILL_SOURCE, quora)[0]  # the latency bench's cached vectors
+        cache = Path.home() / ".cache" / "semcache" / "bench"
+        vectors = cached_vectors(core.embedder, texts, cache, f"{tag(quora)}-fill")[:entries]
+        texts = texts[:entries]
     for text, vector in zip(texts, vectors, strict=True):
         core._work.vectors.put(" ".join(text.split()), vector)
     started = time.perf_counter()
@@ -221,13 +228,14 @@ async def run(
     quora: Path | None = None,
     stages: bool = True,
     prefill: int = 0,
+    prefill_vectors: Path | None = None,
 ) -> None:
     rows = question_rows(quora)[1]
     questions = list(dict.fromkeys(r["text_a"] for r in rows))
     core = CacheCore(redis_url=redis_url, index_prefix=f"soak-{uuid.uuid4().hex[:8]}")
     await asyncio.to_thread(core.embedder.load)
     if prefill:
-        stored = await asyncio.to_thread(prefill_cache, core, prefill, quora)
+        stored = await asyncio.to_thread(prefill_cache, core, prefill, quora, prefill_vectors)
         questions = [q for q in questions if q not in stored]
     soak = Soak(core, questions, repeat, llm_delay, seed=7)
     timer = Stages(core, redis_url) if stages else None
@@ -297,6 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--prefill", type=int, default=0, help="entries stored before the soak starts"
     )
+    parser.add_argument("--prefill-vectors", type=Path, default=None, help="a .npy for --prefill")
     add_quora_arguments(parser)
     args = parser.parse_args(argv)
     asyncio.run(
@@ -310,6 +319,7 @@ def main(argv: list[str] | None = None) -> None:
             quora_from(args),
             not args.no_stages,
             args.prefill,
+            args.prefill_vectors,
         )
     )
 

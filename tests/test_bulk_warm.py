@@ -40,7 +40,7 @@ def _items(count: int, ttl: float | None) -> list[WarmItem]:
     ("count", "batch_size", "ttl", "signing_key"),
     [
         (WRITES_PER_ROUND_TRIP * 2 + 5, 64, None, None),  # several batches and transactions
-        (WRITES_PER_ROUND_TRIP + 1, 512, 90.2, "k3y"),  # one batch, two transactions, signed
+        (WRITES_PER_ROUND_TRIP + 1, 512, 90.2, "k3y"),  # one batch, signed
         (7, 3, 30, "other-key"),  # batches smaller than a transaction
     ],
 )

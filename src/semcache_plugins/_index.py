@@ -6,6 +6,11 @@ they always expire together. The index name and key prefix carry the embedding f
 so a different model, pooling or quantization never reads another's vectors, and the schema
 version (``SCHEMA_TAG``), so a changed schema starts a new index instead of reusing an old one.
 
+The HNSW parameters are not part of the name: they change neither what is stored nor how it
+is read, only build cost and recall. An index keeps the M and EF_CONSTRUCTION it was created
+with (``FT.INFO`` shows them; drop it to rebuild with new ones); EF_RUNTIME is sent with every
+query. They were chosen from ``python -m bench.hnsw_curve`` (see the results file).
+
 Every filter compares hex hashes (scope, namespace, system prompt, model): TAG matching is
 case-insensitive, splits on commas and treats an empty value as "anything", so no raw user
 text is ever matched. The raw ``namespace`` TAG is kept only for ``semcache stats``.

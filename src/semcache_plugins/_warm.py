@@ -1,11 +1,11 @@
 """Bulk loading (warming): batched embeddings and pipelined writes, overlapped with the next batch.
 
 Per batch: one embedding call, one round trip for the generations of the scopes it touches
-(each scope's counters read once, not once per entry), then its writes: transactions of
-``WRITES_PER_ROUND_TRIP`` entries (each entry's DEL, HSET and EXPIRE in the same MULTI/EXEC,
-as a single store), run by one writer thread in submission order while this thread prepares
-the next batch. Redis indexes each vector while it runs the transaction, so a 2-core machine
-spends that time on the client's next batch instead of waiting.
+(each scope's counters read once, not once per entry), then its writes: transactions sized to
+end within a quarter of the socket timeout (each entry's DEL, HSET and EXPIRE in the same
+MULTI/EXEC, as a single store), run by one writer thread in submission order while this
+thread prepares the next batch. Redis indexes each vector while it runs the transaction, so
+a 2-core machine spends that time on the client's next batch instead of waiting.
 
 A warm record is plain JSON: ``prompt`` (or ``messages``), optional ``system``, ``response``
 as text or as a chat message (``{"content": ..., "tool_calls": [...]}``), ``model``, optional
@@ -15,6 +15,7 @@ format (``_answer``), which the LiteLLM and LangChain adapters render into their
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,9 +37,13 @@ if TYPE_CHECKING:
 
 __all__ = ["WRITES_PER_ROUND_TRIP", "WarmItem", "store_many", "warm_item"]
 
-# Redis indexes each vector while it runs the transaction: keep one round trip well under the
-# socket timeout (about 1-2 ms per entry on a small machine).
+# Redis indexes each vector while it runs the transaction, so one transaction must end well
+# within the socket timeout: it starts at this many entries, then is sized from the measured
+# seconds per entry to a quarter of the timeout (0.05-1 ms per entry on an idle 2-core
+# machine, 10x that on a loaded one), between the bounds below.
 WRITES_PER_ROUND_TRIP = 64
+_WRITES_BOUNDS = (8, 512)
+_TIMEOUT_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -135,12 +140,31 @@ def _generations_for(
     return {entry_id: token_of[keys] for entry_id, keys in keys_of.items()}
 
 
-def _write_all(core: CacheCore, writes: list[WriteEntry]) -> int:
-    """Run ``writes`` as transactions of ``WRITES_PER_ROUND_TRIP``; returns how many."""
-    for start in range(0, len(writes), WRITES_PER_ROUND_TRIP):
-        chunk_writes = tuple(writes[start : start + WRITES_PER_ROUND_TRIP])
+class _TransactionSize:
+    """How many entries the next transaction takes (see ``WRITES_PER_ROUND_TRIP``)."""
+
+    def __init__(self, socket_timeout: float) -> None:
+        self.size = WRITES_PER_ROUND_TRIP
+        self._budget = _TIMEOUT_SHARE * socket_timeout
+        self._per_entry = 0.0  # seconds, EWMA of the transactions run so far
+
+    def record(self, seconds: float, entries: int) -> None:
+        sample = seconds / entries
+        self._per_entry = sample if not self._per_entry else 0.7 * self._per_entry + 0.3 * sample
+        low, high = _WRITES_BOUNDS
+        self.size = max(low, min(high, int(self._budget / max(self._per_entry, 1e-6))))
+
+
+def _write_all(core: CacheCore, writes: list[WriteEntry], size: _TransactionSize) -> int:
+    """Run ``writes`` as transactions of ``size.size`` entries; returns how many."""
+    start = 0
+    while start < len(writes):
+        chunk_writes = tuple(writes[start : start + size.size])
+        began = time.perf_counter()
         core._run(single_op(WriteBatch(chunk_writes)))
+        size.record(time.perf_counter() - began, len(chunk_writes))
         core._stats.count("stores", len(chunk_writes))
+        start += len(chunk_writes)
     return len(writes)
 
 
@@ -203,13 +227,14 @@ def store_many(
         if progress is not None:
             progress(job[1])
 
+    size = _TransactionSize(core.settings.socket_timeout)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="semcache-warm") as writer:
         try:
             for chunk in _batches(records, batch_size):
                 writes = _prepare(core, chunk)  # while the previous batch is written
                 if pending is not None:
                     finish(pending)  # its error stops here: nothing more is sent
-                pending = (writer.submit(_write_all, core, writes), len(chunk))
+                pending = (writer.submit(_write_all, core, writes, size), len(chunk))
             if pending is not None:
                 finish(pending)
         except BaseException:
