@@ -2,7 +2,7 @@
 
 Per batch: one embedding call, one round trip for the generations of the scopes it touches
 (each scope's counters read once, not once per entry), then its writes: transactions sized to
-end within a quarter of the socket timeout (each entry's DEL, HSET and EXPIRE in the same
+end within a tenth of the socket timeout (each entry's DEL, HSET and EXPIRE in the same
 MULTI/EXEC, as a single store), run by one writer thread in submission order while this
 thread prepares the next batch. Redis indexes each vector while it runs the transaction, so
 a 2-core machine spends that time on the client's next batch instead of waiting.
@@ -39,11 +39,11 @@ __all__ = ["WRITES_PER_ROUND_TRIP", "WarmItem", "store_many", "warm_item"]
 
 # Redis indexes each vector while it runs the transaction, so one transaction must end well
 # within the socket timeout: it starts at this many entries, then is sized from the measured
-# seconds per entry to a quarter of the timeout (0.05-1 ms per entry on an idle 2-core
-# machine, 10x that on a loaded one), between the bounds below.
+# seconds per entry to a tenth of the timeout (0.4-1 ms per entry at 10k-100k entries with
+# the default HNSW parameters, 10x that on a loaded machine), between the bounds below.
 WRITES_PER_ROUND_TRIP = 64
-_WRITES_BOUNDS = (8, 512)
-_TIMEOUT_SHARE = 0.25
+_WRITES_BOUNDS = (8, 256)
+_TIMEOUT_SHARE = 0.1
 
 
 @dataclass(frozen=True)
