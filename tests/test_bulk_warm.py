@@ -78,7 +78,8 @@ def test_every_warmed_entry_is_whole(
         for count_key in (layout.count_key(plan.scope), layout.count_key()):
             counted.setdefault(count_key, set()).add(entry)
     for count_key, keys in counted.items():
-        assert redis_client.pfcount(count_key) == len(keys)
+        # a HyperLogLog: an estimate (0.81% standard error), 0 when no entry was counted
+        assert abs(redis_client.pfcount(count_key) - len(keys)) <= max(1, 0.03 * len(keys))
         assert 0 < redis_client.ttl(count_key) <= expiry
     # served, each from its own scope (controls: a warmed entry hits, another scope does not)
     first, second = items[0], items[1]
