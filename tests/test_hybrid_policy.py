@@ -60,6 +60,9 @@ def test_knn_command_names_the_policy_inside_the_knn_clause() -> None:
     assert "HYBRID_POLICY" not in plain[2]
     assert "$vector HYBRID_POLICY BATCHES EF_RUNTIME 64 AS vector_distance]" in batches[2]
     assert batches[3:] == plain[3:]
+    wider = knn_command(LAYOUT, b"V", entry_filter(LAYOUT, scope="abc"), k=10, ef_runtime=20)
+    assert "[KNN 10 @embedding $vector EF_RUNTIME 20 AS vector_distance]" in wider[2]
+    assert wider[wider.index("LIMIT") + 2] == 10
 
 
 def knn_of_lookup(sizes: list[int], **options: Any) -> tuple[ReadEntry, str]:

@@ -111,12 +111,12 @@ def knn_args(
         expression = entry_filter(
             layout, scope=scope, min_created_at=min_created, exclude_tool_calls=exclude_tool_calls
         )
-        return knn_command(layout, vector, expression, policy, candidates)
+        return knn_command(layout, vector, expression, policy, k=candidates)
     key = (scope, exclude_tool_calls, policy, candidates)
     held = memo._searches.items.get(key)
     if held is None:
         expression = entry_filter(layout, scope=scope, exclude_tool_calls=exclude_tool_calls)
-        args = knn_command(layout, _VECTOR, expression, policy, candidates)
+        args = knn_command(layout, _VECTOR, expression, policy, k=candidates)
         at = next(i for i, arg in enumerate(args) if arg is _VECTOR)
         parts = (args[:at], args[at + 1 :])
         memo._searches.put(key, parts)

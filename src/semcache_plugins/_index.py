@@ -6,6 +6,11 @@ they always expire together. The index name and key prefix carry the embedding f
 so a different model, pooling or quantization never reads another's vectors, and the schema
 version (``SCHEMA_TAG``), so a changed schema starts a new index instead of reusing an old one.
 
+The HNSW parameters are not part of the name: they change neither what is stored nor how it
+is read, only build cost and recall. An index keeps the M and EF_CONSTRUCTION it was created
+with (``FT.INFO`` shows them; drop it to rebuild with new ones); EF_RUNTIME is sent with every
+query. They were chosen from ``python -m bench.hnsw_curve`` (see the results file).
+
 Every filter compares hex hashes (scope, namespace, system prompt, model): TAG matching is
 case-insensitive, splits on commas and treats an empty value as "anything", so no raw user
 text is ever matched. The raw ``namespace`` TAG is kept only for ``semcache stats``.
@@ -60,6 +65,9 @@ _SCHEMA_TAG = "s2."  # schema 2: namespace hash TAG ("ns"), generations; 1 had n
 KNN_CANDIDATES = 4
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
+# From bench.hnsw_curve (100k entries, one scope): 100k Quora questions reach recall@10 0.995
+# at EF_RUNTIME 64 (0.998 at 100, for +0.2 ms per KNN); a harder mix with synthetic
+# near-duplicates needs 100 (0.993; 64 ~0.99). EF_CONSTRUCTION 64/100 stayed under 0.99 there.
 HNSW_EF_RUNTIME = 64
 _FLOAT16_TAG = "f16."  # never starts a hex digest
 # A scope at least this big, and this share of the index, is searched by HNSW (see hybrid_policy).
@@ -199,17 +207,20 @@ def knn_command(
     vector: bytes,
     filter_expression: FilterExpression,
     policy: str | None = None,
-    candidates: int = KNN_CANDIDATES,
+    *,
+    k: int = KNN_CANDIDATES,
+    ef_runtime: int = HNSW_EF_RUNTIME,
 ) -> tuple[Any, ...]:
     """``FT.SEARCH`` arguments of the KNN query (not a range query: filtered HNSW range queries
     can miss neighbours), pre-filtered, nearest first, returning ids and distances only (the few
     records that can matter are read next). Sent as is: no query object per lookup.
-    ``policy``: an explicit ``HYBRID_POLICY`` (see :func:`hybrid_policy`); ``candidates``: how
-    many neighbours (the consensus rule, ``_consensus``, asks for more)."""
+    ``policy``: an explicit ``HYBRID_POLICY`` (see :func:`hybrid_policy`); ``k``: how many
+    neighbours (the consensus rule, ``_consensus``, asks for more); ``ef_runtime`` other than the
+    default is for ``bench.hnsw_curve``."""
     hybrid = f"HYBRID_POLICY {policy} " if policy else ""
     knn = (
-        f"({filter_expression})=>[KNN {candidates} @{VECTOR_FIELD} $vector "
-        f"{hybrid}EF_RUNTIME {HNSW_EF_RUNTIME} AS vector_distance]"
+        f"({filter_expression})=>[KNN {k} @{VECTOR_FIELD} $vector "
+        f"{hybrid}EF_RUNTIME {ef_runtime} AS vector_distance]"
     )
     return (
         "FT.SEARCH",
@@ -225,7 +236,7 @@ def knn_command(
         2,
         "LIMIT",
         0,
-        candidates,
+        k,
         "PARAMS",
         2,
         "vector",

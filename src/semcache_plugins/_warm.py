@@ -1,4 +1,11 @@
-"""Bulk loading (warming): batched embeddings and one pipelined write per batch.
+"""Bulk loading (warming): batched embeddings and pipelined writes, overlapped with the next batch.
+
+Per batch: one embedding call, one round trip for the generations of the scopes it touches
+(each scope's counters read once, not once per entry), then its writes: transactions sized to
+end within a tenth of the socket timeout (each entry's DEL, HSET and EXPIRE in the same
+MULTI/EXEC, as a single store), run by one writer thread in submission order while this
+thread prepares the next batch. Redis indexes each vector while it runs the transaction, so
+a 2-core machine spends that time on the client's next batch instead of waiting.
 
 A warm record is plain JSON: ``prompt`` (or ``messages``), optional ``system``, ``response``
 as text or as a chat message (``{"content": ..., "tool_calls": [...]}``), ``model``, optional
@@ -8,7 +15,9 @@ format (``_answer``), which the LiteLLM and LangChain adapters render into their
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -19,6 +28,7 @@ from ._answer import NEUTRAL_KEY, is_chat_message, neutral_answer
 from ._errors import ConfigurationError, SerializationError
 from ._flows import ReadGenerations, WriteBatch, WriteEntry, single_op, store_flow
 from ._generations import plan_generation_keys
+from ._index import IndexLayout
 from ._scope import RequestPlan
 from ._ttl import validate_ttl
 
@@ -27,9 +37,13 @@ if TYPE_CHECKING:
 
 __all__ = ["WRITES_PER_ROUND_TRIP", "WarmItem", "store_many", "warm_item"]
 
-# Redis indexes each vector while it runs the transaction: keep one round trip well under the
-# socket timeout (about 1-2 ms per entry on a small machine).
+# Redis indexes each vector while it runs the transaction, so one transaction must end well
+# within the socket timeout: it starts at this many entries, then is sized from the measured
+# seconds per entry to a tenth of the timeout (0.4-1 ms per entry at 10k-100k entries with
+# the default HNSW parameters, 10x that on a loaded machine), between the bounds below.
 WRITES_PER_ROUND_TRIP = 64
+_WRITES_BOUNDS = (8, 256)
+_TIMEOUT_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,82 @@ def _vectors_for(core: CacheCore, plans: list[RequestPlan]) -> dict[str, np.ndar
     return dict(zip(texts, core._work.embed_texts(texts), strict=True))
 
 
+def _generations_for(
+    core: CacheCore, layout: IndexLayout, plans: list[RequestPlan]
+) -> dict[str, str]:
+    """Each plan's current generation (by entry id); one MGET per distinct set of counters."""
+    keys_of = {plan.entry_id: plan_generation_keys(layout, plan) for plan in plans}
+    groups = tuple(dict.fromkeys(keys_of.values()))
+    tokens = core._run(single_op(ReadGenerations(groups))) if groups else []
+    token_of = dict(zip(groups, tokens, strict=True))
+    return {entry_id: token_of[keys] for entry_id, keys in keys_of.items()}
+
+
+class _TransactionSize:
+    """How many entries the next transaction takes (see ``WRITES_PER_ROUND_TRIP``)."""
+
+    def __init__(self, socket_timeout: float) -> None:
+        self.size = WRITES_PER_ROUND_TRIP
+        self._budget = _TIMEOUT_SHARE * socket_timeout
+        self._per_entry = 0.0  # seconds, EWMA of the transactions run so far
+
+    def record(self, seconds: float, entries: int) -> None:
+        sample = seconds / entries
+        self._per_entry = sample if not self._per_entry else 0.7 * self._per_entry + 0.3 * sample
+        low, high = _WRITES_BOUNDS
+        self.size = max(low, min(high, int(self._budget / max(self._per_entry, 1e-6))))
+
+
+def _write_all(core: CacheCore, writes: list[WriteEntry], size: _TransactionSize) -> int:
+    """Run ``writes`` as transactions of ``size.size`` entries; returns how many."""
+    start = 0
+    while start < len(writes):
+        chunk_writes = tuple(writes[start : start + size.size])
+        began = time.perf_counter()
+        core._run(single_op(WriteBatch(chunk_writes)))
+        size.record(time.perf_counter() - began, len(chunk_writes))
+        core._stats.count("stores", len(chunk_writes))
+        start += len(chunk_writes)
+    return len(writes)
+
+
+def _prepare(core: CacheCore, chunk: list[WarmItem]) -> list[WriteEntry]:
+    """The writes of one batch (skips counted): plans, vectors, generations, records."""
+    config = core.config
+    plans = [core._plan(item.messages, item.model, item.params, None) for item in chunk]
+    ttls = [core.settings.ttl if item.ttl is None else int(item.ttl) for item in chunk]
+    kept = [
+        plan for plan, ttl in zip(plans, ttls, strict=True) if not plan.skip_reason and ttl != 0
+    ]
+    vectors = _vectors_for(core, kept)
+    generation_of = _generations_for(core, config.layout, kept)
+    writes: list[WriteEntry] = []
+    for item, plan, ttl in zip(chunk, plans, ttls, strict=True):
+        if ttl == 0:
+            core._stats.skip("ttl_zero")
+            continue
+        if plan.skip_reason or (plan.semantic and vectors.get(plan.embed_text) is None):
+            core._stats.skip(plan.skip_reason or "too_long")
+            continue
+        flow = store_flow(
+            config,
+            plan,
+            item.response,
+            ttl=ttl,
+            exact_only=item.exact_only,
+            vector=vectors.get(plan.embed_text),
+            generation=generation_of[plan.entry_id],
+        )
+        try:
+            op = next(flow, None)
+        except SerializationError:
+            core._stats.skip("not_serializable")
+            continue
+        if isinstance(op, WriteEntry):
+            writes.append(op)
+    return writes
+
+
 def store_many(
     core: CacheCore,
     items: Iterable[WarmItem | Mapping[str, Any]],
@@ -123,49 +213,32 @@ def store_many(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Store many entries (``WarmItem``s or plain records, see :func:`warm_item`); returns how
-    many were written. Skipped items are counted as skips."""
-    config = core.config
-    written = 0
+    many were written. Skipped items are counted as skips.
+
+    Every record is checked before anything is written. A failed write stops the warming
+    with its error once the writes already sent have finished (none is left running)."""
     records = [item if isinstance(item, WarmItem) else warm_item(item) for item in items]
-    for chunk in _batches(records, batch_size):
-        plans = [core._plan(item.messages, item.model, item.params, None) for item in chunk]
-        ttls = [core.settings.ttl if item.ttl is None else int(item.ttl) for item in chunk]
-        kept = [
-            plan for plan, ttl in zip(plans, ttls, strict=True) if not plan.skip_reason and ttl != 0
-        ]
-        vectors = _vectors_for(core, kept)
-        groups = tuple(plan_generation_keys(config.layout, plan) for plan in kept)
-        generations = core._run(single_op(ReadGenerations(groups))) if groups else []
-        generation_of = dict(zip((plan.entry_id for plan in kept), generations, strict=True))
-        writes: list[WriteEntry] = []
-        for item, plan, ttl in zip(chunk, plans, ttls, strict=True):
-            if ttl == 0:
-                core._stats.skip("ttl_zero")
-                continue
-            if plan.skip_reason or (plan.semantic and vectors.get(plan.embed_text) is None):
-                core._stats.skip(plan.skip_reason or "too_long")
-                continue
-            flow = store_flow(
-                config,
-                plan,
-                item.response,
-                ttl=ttl,
-                exact_only=item.exact_only,
-                vector=vectors.get(plan.embed_text),
-                generation=generation_of[plan.entry_id],
-            )
-            try:
-                op = next(flow, None)
-            except SerializationError:
-                core._stats.skip("not_serializable")
-                continue
-            if isinstance(op, WriteEntry):
-                writes.append(op)
-        for start in range(0, len(writes), WRITES_PER_ROUND_TRIP):
-            chunk_writes = tuple(writes[start : start + WRITES_PER_ROUND_TRIP])
-            core._run(single_op(WriteBatch(chunk_writes)))
-            core._stats.count("stores", len(chunk_writes))
-            written += len(chunk_writes)
+    written = 0
+    pending: tuple[Future[int], int] | None = None  # the previous batch's writes, its size
+
+    def finish(job: tuple[Future[int], int]) -> None:
+        nonlocal written
+        written += job[0].result()
         if progress is not None:
-            progress(len(chunk))
+            progress(job[1])
+
+    size = _TransactionSize(core.settings.socket_timeout)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="semcache-warm") as writer:
+        try:
+            for chunk in _batches(records, batch_size):
+                writes = _prepare(core, chunk)  # while the previous batch is written
+                if pending is not None:
+                    finish(pending)  # its error stops here: nothing more is sent
+                pending = (writer.submit(_write_all, core, writes, size), len(chunk))
+            if pending is not None:
+                finish(pending)
+        except BaseException:
+            if pending is not None:  # let the batch in flight end before reporting
+                pending[0].exception()
+            raise
     return written
