@@ -63,7 +63,7 @@ def test_every_warmed_entry_is_whole(
     key = None if signing_key is None else signing_key.encode()
     counted: dict[str, set[str]] = {}
     for item in items:
-        plan = core._plan(item.messages, item.model, item.params, None)
+        plan = core.internals.plan(item.messages, item.model, item.params, None)
         entry = layout.key(plan.entry_id)
         fields: dict[Any, Any] = redis_client.hgetall(entry)
         assert fields, f"entry {entry} missing"
