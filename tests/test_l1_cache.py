@@ -326,7 +326,7 @@ def test_a_hung_redis_stops_the_l1(tmp_path: Any, embedder: Embedder) -> None:
 
 
 def _entry_id(core: CacheCore) -> str:
-    plan = core._planned(ask("hang on"), MODEL, None, None)
+    plan = core.internals.plan(ask("hang on"), MODEL, None, None)
     assert plan is not None
     return plan.entry_id
 
@@ -349,7 +349,7 @@ def test_a_forked_child_starts_with_an_empty_l1(cores: tuple[CacheCore, CacheCor
 
 
 def _planned_id(core: CacheCore, messages: list[dict[str, str]]) -> str:
-    plan = core._planned(messages, MODEL, None, None)
+    plan = core.internals.plan(messages, MODEL, None, None)
     assert plan is not None
     return plan.entry_id
 

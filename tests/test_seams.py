@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The private attributes of the core and of the objects it holds (backends, model work, auditor).
 CORE_PRIVATES = (
     r"(?:_work|_plan|_plans|_run|_arun|_stats|_counters|_sync|_async|_auditor|_closed|_config"
-    r"|_breaker|_l1|_load)"
+    r"|_breaker|_l1|_load|_planned)"
 )
 REACH = re.compile(rf"\b(?!self\b)\w+\.{CORE_PRIVATES}\b")  # x._work, core._sync._l1
 OWN_MODULES = {"_core.py", "_drivers.py"}  # CacheCore's own code (self._x)
