@@ -80,7 +80,7 @@ def store_seeded(core: CacheCore, items: Sequence[tuple[str, Any, np.ndarray]]) 
     for start in range(0, len(items), 512):
         chunk = items[start : start + 512]
         for text, _, vector in chunk:
-            core._work.vectors.put(" ".join(text.split()), vector)
+            core.internals.work.vectors.put(" ".join(text.split()), vector)
         core.store_many(
             (WarmItem(ask(text), answer, MODEL, PARAMS) for text, answer, _ in chunk),
             batch_size=512,
@@ -135,7 +135,7 @@ def run(
         core.store_many(
             WarmItem(ask(a), {"pair": i}, MODEL, PARAMS) for i, (a, _) in enumerate(pairs)
         )
-        core._work.vectors.clear()  # queries must pay for their own embedding
+        core.internals.work.vectors.clear()  # queries must pay for their own embedding
         exact = [timed(partial(core.lookup, ask(a), MODEL, PARAMS))[1] for a, _ in pairs]
         semantic: list[float] = []
         miss: list[float] = []

@@ -121,8 +121,8 @@ def recall_and_latency(
 ) -> tuple[float, float]:
     """Mean recall@10 of our filtered KNN, and p50 ms of our lookup's query, at ``ef``."""
     layout = core.layout
-    client: Any = core._sync.client()
-    plan = core._plan(ask("scope probe"), MODEL, PARAMS, None)
+    client: Any = core.internals.sync_backend.client()
+    plan = core.internals.plan(ask("scope probe"), MODEL, PARAMS, None)
     expression = entry_filter(layout, scope=plan.scope, exclude_tool_calls=True)
     policy = hybrid_policy(len(keys), len(keys))
     found = 0
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> None:
             create_index(raw, core.layout, "hnsw", m, ef_c)
             build = timed_build(core, probe, texts, vectors)
             keys = {
-                core.layout.key(core._plan(ask(text), MODEL, PARAMS, None).entry_id): i
+                core.layout.key(core.internals.plan(ask(text), MODEL, PARAMS, None).entry_id): i
                 for i, text in enumerate(texts)
             }
             for ef in args.ef_runtime:

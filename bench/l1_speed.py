@@ -78,7 +78,8 @@ def coherence(core: CacheCore, url: str, trials: int) -> None:
         assert hit is not None
         key = core.layout.key(hit.entry_id)
         stop = time.monotonic() + 5
-        while core._sync._l1 is not None and core._sync._l1.get((key,)) is None:
+        backend = core.internals.sync_backend
+        while backend.l1 is not None and backend.l1.get((key,)) is None:
             core.lookup(question, "m")
             if time.monotonic() > stop:
                 raise RuntimeError("the L1 never held the entry")

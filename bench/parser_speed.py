@@ -43,7 +43,7 @@ def run(url: str, rounds: int, calls: int) -> None:
     rng = np.random.default_rng(0)
     for i in range(300):
         core.store([{"role": "user", "content": f"question {i} {rng.random()}"}], {"a": i}, "m")
-    plan = core._planned([{"role": "user", "content": "question 1"}], "m", None, None)
+    plan = core.internals.plan([{"role": "user", "content": "question 1"}], "m", None, None)
     assert plan is not None
     layout = core.layout
     hit = core.lookup([{"role": "user", "content": "question 0 0.6369616873214543"}], "m")

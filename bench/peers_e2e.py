@@ -202,7 +202,7 @@ def ours(adapter: type[SemCache | LangChainSemCache], url: str, shared: SharedEm
         drop_cache(core)
         await core.aclose()
 
-    return System("semcache-plugins", cache, aclose, core._work.vectors.clear)
+    return System("semcache-plugins", cache, aclose, core.internals.work.vectors.clear)
 
 
 def litellm_peer(redis_url: str, shared: SharedEmbedder) -> System:

@@ -128,7 +128,7 @@ def forget(peer: PeerCache) -> None:
     """Empty ours' memo of recent query vectors (no query text repeats within one timed pass)."""
     core = getattr(peer, "core", None)
     if core is not None:
-        core._work.vectors.clear()
+        core.internals.work.vectors.clear()
 
 
 def ratio(value: float, reference: float | None) -> str:

@@ -56,7 +56,8 @@ class Stages:
         self.ms: dict[str, list[float]] = {}
         self.redis: Any = redis.Redis.from_url(redis_url, decode_responses=True)
         self.last = self._readings()
-        execute, embed, guard = core._async.execute, core._work.batcher.embed, core._work.guard
+        backend, work = core.internals.async_backend, core.internals.work
+        execute, embed, guard = backend.execute, work.batcher.embed, work.guard
 
         async def timed_execute(op: Any, *args: Any) -> Any:
             return await self._time(type(op).__name__, lambda: execute(op, *args))
@@ -72,9 +73,9 @@ class Stages:
                 self.ms.setdefault("guard", []).append((time.perf_counter() - started) * 1e3)
 
         # the core's own objects, wrapped to be timed (diagnostics only)
-        setattr(core._async, "execute", timed_execute)  # noqa: B010
-        setattr(core._work.batcher, "embed", timed_embed)  # noqa: B010
-        setattr(core._work, "guard", timed_guard)  # noqa: B010
+        setattr(backend, "execute", timed_execute)  # noqa: B010
+        setattr(work.batcher, "embed", timed_embed)  # noqa: B010
+        setattr(work, "guard", timed_guard)  # noqa: B010
 
     async def _time(self, stage: str, call: Callable[[], Awaitable[Any]]) -> Any:
         started = time.perf_counter()
@@ -133,13 +134,13 @@ def prefill_cache(
         vectors = cached_vectors(core.embedder, texts, cache, f"{tag(quora)}-fill")[:entries]
         texts = texts[:entries]
     for text, vector in zip(texts, vectors, strict=True):
-        core._work.vectors.put(" ".join(text.split()), vector)
+        core.internals.work.vectors.put(" ".join(text.split()), vector)
     started = time.perf_counter()
     core.store_many(
         (WarmItem([SYSTEM, {"role": "user", "content": t}], {"answer": "ok"}, MODEL, PARAMS))
         for t in texts
     )
-    core._work.vectors.clear()
+    core.internals.work.vectors.clear()
     print(f"prefilled {len(texts):,} entries in {time.perf_counter() - started:.1f} s\n")
     return set(texts)
 
@@ -287,7 +288,7 @@ async def run(
             f"RSS after warm-up: {settled[0]:.1f} -> {settled[-1]:.1f} MB "
             f"({settled[-1] - settled[0]:+.1f} MB)"
         )
-    print(f"embedding batch sizes: max {max(core._work.batcher.batch_sizes() or [0])}")
+    print(f"embedding batch sizes: max {max(core.internals.work.batcher.batch_sizes() or [0])}")
     drop_cache(core)
     await core.aclose()
 

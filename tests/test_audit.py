@@ -211,7 +211,7 @@ def ask(text: str) -> list[dict[str, str]]:
 
 
 def judge(core: CacheCore, hit: CacheHit, fresh: str) -> None:
-    core._auditor.judge_later(hit, PARAPHRASE, chat(fresh))
+    core.internals.auditor.judge_later(hit, PARAPHRASE, chat(fresh))
     assert core.drain_audits(30)
 
 
@@ -309,7 +309,7 @@ def test_serving_core_samples_nothing_by_default(make_core: Any) -> None:
     core.store(ask(QUESTION), chat(ANSWER), "m")
     hit = core.lookup(ask(PARAPHRASE), "m")
     assert hit is not None and hit.tier == "semantic"
-    assert not core._auditor.served(hit)
+    assert not core.internals.auditor.served(hit)
     assert core.stats()["shadow_hits_semantic"] == 0
 
 
@@ -411,6 +411,6 @@ def test_audits_after_close_are_dropped(make_core: Any) -> None:
     hit = core.lookup(ask(PARAPHRASE), "m")
     assert hit is not None
     core.close()
-    core._auditor.judge_later(hit, PARAPHRASE, chat(WRONG))
-    core._auditor.run_call(lambda: None)
+    core.internals.auditor.judge_later(hit, PARAPHRASE, chat(WRONG))
+    core.internals.auditor.run_call(lambda: None)
     assert core.drain_audits(5) and core.stats()["audited"] == 0

@@ -63,7 +63,7 @@ def test_every_warmed_entry_is_whole(
     key = None if signing_key is None else signing_key.encode()
     counted: dict[str, set[str]] = {}
     for item in items:
-        plan = core._plan(item.messages, item.model, item.params, None)
+        plan = core.internals.plan(item.messages, item.model, item.params, None)
         entry = layout.key(plan.entry_id)
         fields: dict[Any, Any] = redis_client.hgetall(entry)
         assert fields, f"entry {entry} missing"
@@ -102,3 +102,34 @@ def test_a_warmed_entry_invalidated_afterwards_is_not_served(
             assert hit is None
         else:
             assert hit is not None and hit.response == item.response
+
+
+def _unwritable(reason: str, n: int) -> WarmItem:
+    question = [{"role": "user", "content": f"Which plan suits team number {n}?"}]
+    if reason == "ttl_zero":
+        return WarmItem(question, {"n": n}, "model-0", PARAMS, 0)
+    if reason == "too_long":
+        long = [{"role": "user", "content": f"team {n} " + "very long question " * 900}]
+        return WarmItem(long, {"n": n}, "model-0", PARAMS)
+    return WarmItem(question, {"n": n, "raw": {1, 2}}, "model-0", PARAMS)  # a set: not JSON
+
+
+@pytest.mark.parametrize("reason", ["ttl_zero", "too_long", "not_serializable"])
+def test_items_not_written_are_counted_as_skips_by_reason(
+    make_core: Callable[..., CacheCore], reason: str
+) -> None:
+    """Each unwritable item is one skip with its reason (read from ``stats()``, the event
+    stream's counters); the writable items of the same batches are all written and served."""
+    core = make_core()
+    kept = _items(5, None)
+    skipped = [_unwritable(reason, n) for n in range(3)]
+    mixed = [item for pair in zip(kept, skipped, strict=False) for item in pair] + kept[3:]
+    assert core.store_many(mixed, batch_size=2) == len(kept)
+    stats = core.stats()
+    assert stats["stores"] == len(kept)
+    assert stats["skipped_by_reason"] == {reason: len(skipped)}
+    for item in skipped:
+        assert core.lookup(item.messages, item.model, PARAMS) is None
+    for item in kept:  # controls: the batch-mates are served
+        hit = core.lookup(item.messages, item.model, PARAMS)
+        assert hit is not None and hit.response == item.response

@@ -273,7 +273,9 @@ async def test_async_twins_and_64_concurrent_calls(core: CacheCore) -> None:
     )
     assert all(h is not None for h in hits)
     assert [h.response for h in hits[:32]] == [{"order": i} for i in range(32)]  # type: ignore[union-attr]
-    assert max(core._work.batcher.batch_sizes()) > 1  # concurrent lookups shared model calls
+    assert (
+        max(core.internals.work.batcher.batch_sizes()) > 1
+    )  # concurrent lookups shared model calls
     paraphrase = await core.alookup(ask("I forgot my password, how do I reset it?"), "m", PARAMS)
     assert paraphrase is None
     await core.astore(ask("How do I reset my password?"), "A", model="m", params=PARAMS)

@@ -270,9 +270,9 @@ def _until(check: Callable[[], bool]) -> None:
 
 def _held_read(core: CacheCore, messages: list[dict[str, Any]]) -> Any:
     """The exact read's result from the L1 (polled until it holds the entry), or fail."""
-    l1 = core._sync._l1
+    l1 = core.internals.sync_backend.l1
     assert l1 is not None
-    plan = core._planned(messages, MODEL, None, None)
+    plan = core.internals.plan(messages, MODEL, None, None)
     assert plan is not None
     read = exact_read(core.config.memo, core.layout, plan)
     stop = time.monotonic() + _POLL
@@ -288,12 +288,12 @@ def _held_read(core: CacheCore, messages: list[dict[str, Any]]) -> Any:
 def _reused(core: CacheCore, messages: list[dict[str, Any]]) -> Any:
     """Control: two reads in a row from the L1 give the very same derived result (polled: a
     late push of our own stores may drop the entry once more)."""
-    l1 = core._sync._l1
+    l1 = core.internals.sync_backend.l1
     assert l1 is not None
     stop = time.monotonic() + _POLL
     while time.monotonic() < stop:
         first = _held_read(core, messages)
-        plan = core._planned(messages, MODEL, None, None)
+        plan = core.internals.plan(messages, MODEL, None, None)
         assert plan is not None
         if held_result(l1, exact_read(core.config.memo, core.layout, plan)) is first:
             return first
@@ -387,10 +387,10 @@ def test_a_generation_bump_is_never_hidden_by_a_derived_read(
     ours.store(first, {"answer": 1}, MODEL)
     ours.store(second, {"answer": 2}, MODEL)
     _reused(ours, first)
-    plan = ours._planned(first, MODEL, None, None)
+    plan = ours.internals.plan(first, MODEL, None, None)
     assert plan is not None
     counter = plan_generation_keys(ours.layout, plan)[0]
-    l1 = ours._sync._l1
+    l1 = ours.internals.sync_backend.l1
     assert l1 is not None
     redis_client.incr(counter)
     _until(lambda: l1.get((counter,)) is None)

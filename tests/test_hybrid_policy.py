@@ -127,7 +127,7 @@ def big_scope(
     for start in range(0, len(vectors), 512):  # seeded per batch: the vector memo holds 1024
         batch = range(start, min(start + 512, len(vectors)))
         for i in batch:
-            core._work.vectors.put(f"question {i}", vectors[i])
+            core.internals.work.vectors.put(f"question {i}", vectors[i])
         core.store_many(WarmItem(ask(f"question {i}"), i, "m", PARAMS) for i in batch)
     yield core, vectors
     core.close()
@@ -138,7 +138,7 @@ def test_a_big_scope_is_searched_by_hnsw_and_finds_the_same_neighbours(
 ) -> None:
     core, vectors = big_scope
     layout = core.layout
-    scope = core._plan(ask("x"), "m", PARAMS, None).scope
+    scope = core.internals.plan(ask("x"), "m", PARAMS, None).scope
     entries = redis_client.pfcount(layout.count_key(scope))
     assert entries == pytest.approx(len(vectors), rel=0.03)  # HyperLogLog: about 1% error
     assert redis_client.pfcount(layout.count_key()) == entries  # the only scope
@@ -158,9 +158,11 @@ def test_a_big_scope_is_searched_by_hnsw_and_finds_the_same_neighbours(
         # neighbour, the exact nearest (the rest are random vectors at cosine ~0, in any order)
         assert near(batched) == near(scanned) and len(near(scanned)) == 1
         assert batched[0]["id"] == layout.key(
-            core._plan(ask(f"question {i}"), "m", PARAMS, None).entry_id
+            core.internals.plan(ask(f"question {i}"), "m", PARAMS, None).entry_id
         )
-        core._work.vectors.put(f"near question {i}", np.frombuffer(query, dtype=np.float32))
+        core.internals.work.vectors.put(
+            f"near question {i}", np.frombuffer(query, dtype=np.float32)
+        )
         hit = core.lookup(ask(f"near question {i}"), "m", PARAMS)
         assert hit is not None and hit.response == i
 
@@ -180,7 +182,9 @@ async def test_a_foreign_value_under_a_count_key_costs_no_entry(
 ) -> None:
     core = CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder)
     layout = core.layout
-    redis_client.set(layout.count_key(core._plan(ask("x"), "m", PARAMS, None).scope), "not HLL")
+    redis_client.set(
+        layout.count_key(core.internals.plan(ask("x"), "m", PARAMS, None).scope), "not HLL"
+    )
     redis_client.set(layout.count_key(), "nor this")  # PFADD and PFCOUNT on them fail
     assert core.store(ask("How do I reset my password?"), "A", model="m", params=PARAMS)
     assert await core.astore(ask("Where is my parcel?"), "B", model="m", params=PARAMS)

@@ -30,7 +30,7 @@ def ask(text: str, system: str = "Be brief.") -> list[dict[str, str]]:
 
 
 def l1_of(core: CacheCore) -> L1Cache:
-    l1 = core._sync._l1
+    l1 = core.internals.sync_backend.l1
     assert l1 is not None
     return l1
 
@@ -81,7 +81,7 @@ def test_l1_serves_exact_repeats(cores: tuple[CacheCore, CacheCore]) -> None:
         assert held(ours, ask(f"question {i}")) == {"answer": i}
         hit = ours.lookup(ask(f"question {i}"), MODEL)
         assert hit is not None and hit.response == {"answer": i} and hit.tier == "exact"
-    assert other._sync._l1 is None
+    assert other.internals.sync_backend.l1 is None
 
 
 def _delete(client: redis.Redis, core: CacheCore, entry_id: str) -> None:
@@ -291,7 +291,7 @@ def test_l1_cache_off_and_clients_passed_in_hold_nothing(
             core.store(ask("no l1"), {"answer": 1}, MODEL)
             hit = core.lookup(ask("no l1"), MODEL)
             assert hit is not None and hit.response == {"answer": 1}
-            assert core._sync._l1 is None
+            assert core.internals.sync_backend.l1 is None
         finally:
             core.close()
 
@@ -326,7 +326,7 @@ def test_a_hung_redis_stops_the_l1(tmp_path: Any, embedder: Embedder) -> None:
 
 
 def _entry_id(core: CacheCore) -> str:
-    plan = core._planned(ask("hang on"), MODEL, None, None)
+    plan = core.internals.plan(ask("hang on"), MODEL, None, None)
     assert plan is not None
     return plan.entry_id
 
@@ -349,7 +349,7 @@ def test_a_forked_child_starts_with_an_empty_l1(cores: tuple[CacheCore, CacheCor
 
 
 def _planned_id(core: CacheCore, messages: list[dict[str, str]]) -> str:
-    plan = core._planned(messages, MODEL, None, None)
+    plan = core.internals.plan(messages, MODEL, None, None)
     assert plan is not None
     return plan.entry_id
 
@@ -367,7 +367,10 @@ def test_async_lookups_fill_the_l1_themselves(
         await ours.astore(ask("async only"), {"answer": "one"}, MODEL)
         key = ours.layout.key(_planned_id(ours, ask("async only")))
         stop = time.monotonic() + _POLL
-        while ours._async._l1 is None or ours._async._l1.get((key,)) is None:
+        while (
+            ours.internals.async_backend.l1 is None
+            or ours.internals.async_backend.l1.get((key,)) is None
+        ):
             hit = await ours.alookup(ask("async only"), MODEL)
             assert hit is not None and hit.response == {"answer": "one"}
             assert time.monotonic() < stop, "the L1 never held the entry"

@@ -87,8 +87,8 @@ def test_async_clients_close_with_their_loops(
     # a loop closed without asyncio.run's clean-up is swept at the next loop's first use
     assert asyncio.run(core.alookup(ask(QUESTION), "m", PARAMS)) is not None  # control: a hit
     assert settle(redis_client, before) <= before  # main: one connection left per loop
-    assert core._async.loops() == 0
-    assert core._work.batcher.loops() <= 1  # at most the last (closed) loop, until swept
+    assert core.internals.async_backend.loops() == 0
+    assert core.internals.work.batcher.loops() <= 1  # at most the last (closed) loop, until swept
     core.close()
 
 
@@ -108,7 +108,7 @@ def test_loops_of_many_threads_close_their_clients(
         list(pool.map(worker, range(6)))
     assert asyncio.run(core.alookup(ask(QUESTION), "m", PARAMS)) is not None
     assert settle(redis_client, before) <= before
-    assert core._async.loops() == 0
+    assert core.internals.async_backend.loops() == 0
     core.close()
 
 
@@ -120,7 +120,7 @@ async def test_aclose_closes_the_running_loops_client(
     assert await core.alookup(ask(QUESTION), "m", PARAMS) is None
     assert connections(redis_client) > before
     await core.aclose()
-    assert settle(redis_client, before) <= before and core._async.loops() == 0
+    assert settle(redis_client, before) <= before and core.internals.async_backend.loops() == 0
 
 
 async def test_sync_close_inside_a_running_loop_closes_its_client(

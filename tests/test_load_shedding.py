@@ -141,7 +141,7 @@ def test_sync_callers_beyond_the_worker_queue_are_shed(
     embedder.load()
     core.lookup(ask("What is the weather in Paris?"), "m", PARAMS)  # measures the model
     time.sleep(0.2)  # let that measurement land even if the lookup itself ran out of time
-    assert core._work._load.per_unit > 0
+    assert core.internals.work.load.per_unit > 0
     with ThreadPoolExecutor(max_workers=64) as pool:
         results = list(
             pool.map(lambda n: core.lookup(ask(f"Where is parcel {n}?"), "m", PARAMS), range(128))

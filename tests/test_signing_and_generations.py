@@ -164,8 +164,8 @@ def test_entry_past_its_signed_expiry_is_never_served(
 ) -> None:
     """Redis still holds it (its TTL was removed, say): the record's own expiry decides."""
     core = any_core
-    plan = core._plan(ask(QUESTION), "m", None, None)
-    entry = core._run(store_flow(core.config, plan, "old", ttl=60, now=time.time() - 120))
+    plan = core.internals.plan(ask(QUESTION), "m", None, None)
+    entry = core.internals.run(store_flow(core.config, plan, "old", ttl=60, now=time.time() - 120))
     assert entry
     redis_client.persist(key_of(core, entry))
     assert core.lookup(ask(QUESTION), "m") is None

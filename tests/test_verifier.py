@@ -202,7 +202,7 @@ async def cores(
                       lookup_timeout=10.0)  # fmt: skip
     verifying = CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder,
                           lookup_timeout=10.0, verifier=True)  # fmt: skip
-    verifying._work.verifier = dataclasses.replace(load_verifier(), cutoff=0.25)
+    verifying.internals.work.verifier = dataclasses.replace(load_verifier(), cutoff=0.25)
     yield plain, verifying
     await plain.aclose()
     await verifying.aclose()

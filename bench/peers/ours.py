@@ -51,7 +51,7 @@ class OursPeer:
 
     def fill(self, entries: Sequence[Entry]) -> None:
         store_seeded(self.core, [(e.prompt, e.response, e.vector) for e in entries])
-        self.core._work.vectors.clear()  # lookups must pay for their own embedding
+        self.core.internals.work.vectors.clear()  # lookups must pay for their own embedding
 
     def store(self, prompt: str, response: str) -> None:
         self.core.store(ask(prompt), response, MODEL, PARAMS)

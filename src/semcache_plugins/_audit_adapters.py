@@ -44,7 +44,7 @@ def audit_call_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _query(core: CacheCore, messages: Any, model: str, params: Any, namespace: Any) -> str:
-    return core._plan(messages, model, params, namespace).prompt
+    return core.internals.plan(messages, model, params, namespace).prompt
 
 
 def audit_litellm_hit(
@@ -59,7 +59,7 @@ def audit_litellm_hit(
     background (``asynchronous``: a task on the running loop, else the auditor's call threads:
     a sync call may come from a thread whose loop is busy). Never raises: an audit that cannot
     start is logged and lost, and the hit is still served."""
-    if hit is None or not core._auditor.served(hit):
+    if hit is None or not core.internals.auditor.served(hit):
         return  # no hit, an exact one, or not sampled
     try:
         _start_audit(core, hit, core_args, kwargs, asynchronous=asynchronous)
@@ -83,7 +83,7 @@ def _start_audit(
 
         fresh = stored_response(result, text=False)
         if fresh is not None:
-            core._auditor.judge_later(hit, query, fresh[0])
+            core.internals.auditor.judge_later(hit, query, fresh[0])
 
     if asynchronous:  # async_get_cache: a task on the caller's loop
         task = asyncio.get_running_loop().create_task(_arepeat(call, judge))
@@ -99,7 +99,7 @@ def _start_audit(
         except Exception as exc:
             logger.warning("semcache: audit call for entry %s failed: %s", hit.entry_id, exc)
 
-    core._auditor.run_call(run)
+    core.internals.auditor.run_call(run)
 
 
 async def _arepeat(call: dict[str, Any], judge: Any) -> None:
@@ -121,8 +121,8 @@ def withhold_for_audit(
 ) -> bool:
     """LangChain: True when ``hit`` is sampled for audit and must be reported as a miss (the
     model's answer, once stored, is judged against it)."""
-    if not core._auditor.served(hit) or hit is None:
+    if not core.internals.auditor.served(hit) or hit is None:
         return False
-    plan = core._plan(messages, model, params, None)
-    core._auditor.withhold(plan.entry_id, hit, plan.prompt, shadow=False)
+    plan = core.internals.plan(messages, model, params, None)
+    core.internals.auditor.withhold(plan.entry_id, hit, plan.prompt, shadow=False)
     return True

@@ -150,7 +150,7 @@ class Auditor:
         """Compare ``fresh`` with the hit's answer and record the verdict, off this thread."""
         with self._lock:
             if self._executor is None:
-                if self._core._closed:
+                if self._core.internals.is_closed():
                     return  # too late: the core is closed (audits under way at close finish)
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="semcache-audit")
             future = self._executor.submit(self._judge, hit, query, fresh, shadow)
@@ -161,7 +161,7 @@ class Auditor:
         """Run a provider call of an audit (a sync adapter's) on the audit call threads."""
         with self._lock:
             if self._call_executor is None:
-                if self._core._closed:
+                if self._core.internals.is_closed():
                     return
                 self._call_executor = ThreadPoolExecutor(4, thread_name_prefix="semcache-audit")
             future = self._call_executor.submit(call)
@@ -207,7 +207,7 @@ class Auditor:
     def _write(self, record: AuditRecord) -> None:
         settings = self._core.settings
         layout = self._core.layout
-        client = self._core._sync.client()
+        client = self._core.internals.sync_backend.client()
         counts, log = audit_counts_key(layout.name), audit_log_key(layout.name)
         with self._lock:
             served, self._served = self._served, 0

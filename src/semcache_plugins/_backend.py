@@ -154,7 +154,7 @@ class SyncBackend:
         self._indexes: dict[str, SearchIndex] = {}
         self._lock = threading.RLock()
         self._closed = False
-        self._l1: L1Cache | None = None  # only with a client made here (``_l1``)
+        self.l1: L1Cache | None = None  # only with a client made here (``l1``)
 
     def client(self) -> redis.Redis:
         if self._client is None or self._closed:
@@ -172,7 +172,7 @@ class SyncBackend:
                         redis.Redis, redis.BlockingConnectionPool, self._settings, url
                     )
                     if self._settings.l1_cache:
-                        self._l1 = _l1_for(self._settings, url)
+                        self.l1 = _l1_for(self._settings, url)
         return self._client
 
     def index(self, layout: IndexLayout) -> SearchIndex:
@@ -196,7 +196,7 @@ class SyncBackend:
     ) -> Any:
         """Run ``op``; with ``until`` (a ``perf_counter`` deadline) every reply is awaited at
         most until then: a slow reply is a failure, and none is sent once the time is up."""
-        l1 = self._l1
+        l1 = self.l1
         if l1 is not None and type(op) is ReadEntry:
             held = held_result(l1, op)
             if held is not None:
@@ -218,14 +218,14 @@ class SyncBackend:
             raise _wrap(op, exc, breaker) from exc
         finally:
             deadline(previous)
-            if l1 is not None or (l1 := self._l1) is not None:
+            if l1 is not None or (l1 := self.l1) is not None:
                 _evict(l1, op)
         breaker.success()
         return result
 
     def _execute(self, op: Op, layout: IndexLayout) -> Any:
         client = self.client()
-        l1 = self._l1
+        l1 = self.l1
         if isinstance(op, ReadEntry | ReadEntries | ReadGenerations):
             snap = l1.snapshot() if l1 is not None and type(op) is ReadEntry else None
             with client.pipeline(transaction=False) as pipe:
@@ -261,7 +261,7 @@ class SyncBackend:
                 self._client.close()
                 self._client = None
             self._indexes.clear()
-            l1, self._l1 = self._l1, None
+            l1, self.l1 = self.l1, None
         if l1 is not None:
             release_l1(l1)
 
@@ -286,7 +286,7 @@ class AsyncBackend:
         self._client = client
         self._sync_client_given = sync_client_given
         self._loops = LoopClients()
-        self._l1: L1Cache | None = None
+        self.l1: L1Cache | None = None
 
     def _state(self) -> LoopState:
         loop = asyncio.get_running_loop()
@@ -303,8 +303,8 @@ class AsyncBackend:
                 "redis_url= for the async one"
             )
         url = redis_url_for(self._settings)
-        if self._settings.l1_cache and self._l1 is None:
-            self._l1 = _l1_for(self._settings, url)
+        if self._settings.l1_cache and self.l1 is None:
+            self.l1 = _l1_for(self._settings, url)
         return connect(aredis.Redis, aredis.BlockingConnectionPool, self._settings, url), True
 
     def loops(self) -> int:
@@ -328,7 +328,7 @@ class AsyncBackend:
         return index
 
     async def execute(self, op: Op, layout: IndexLayout, breaker: CircuitBreaker) -> Any:
-        l1 = self._l1
+        l1 = self.l1
         if l1 is not None and type(op) is ReadEntry:
             held = held_result(l1, op)
             if held is not None:
@@ -344,7 +344,7 @@ class AsyncBackend:
         except _REDIS_ERRORS as exc:
             raise _wrap(op, exc, breaker) from exc
         finally:
-            if l1 is not None or (l1 := self._l1) is not None:
+            if l1 is not None or (l1 := self.l1) is not None:
                 _evict(l1, op)
         breaker.success()
         return result
@@ -352,7 +352,7 @@ class AsyncBackend:
     async def _execute(self, op: Op, layout: IndexLayout) -> Any:
         client = self._state().client
         if isinstance(op, ReadEntry | ReadEntries | ReadGenerations):
-            l1 = self._l1 if type(op) is ReadEntry else None
+            l1 = self.l1 if type(op) is ReadEntry else None
             snap = l1.snapshot() if l1 is not None else None
             async with client.pipeline(transaction=False) as pipe:
                 queue_reads(pipe, op)
@@ -393,6 +393,6 @@ class AsyncBackend:
         self._release_l1()
 
     def _release_l1(self) -> None:
-        l1, self._l1 = self._l1, None
+        l1, self.l1 = self.l1, None
         if l1 is not None:
             release_l1(l1)

@@ -44,7 +44,7 @@ class ModelWork:
         self._stats = stats
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._load = LoadEstimator()  # seconds per unit of sync model work
+        self.load = LoadEstimator()  # seconds per unit of sync model work
         self._inflight = 0
         self.verifier: Verifier | None = None  # loaded on first use (``_verify``)
         self._verifier_broken = False
@@ -127,7 +127,7 @@ class ModelWork:
         if deadline is None:
             return work()
         with self._lock:
-            cost = _INLINE_FACTOR * self._load.per_unit
+            cost = _INLINE_FACTOR * self.load.per_unit
             inline = self._inflight == 0 and cost > 0.0 and time.perf_counter() + cost <= deadline
             if inline:
                 self._inflight += 1
@@ -139,7 +139,7 @@ class ModelWork:
         """Queue model work on a worker thread, or raise ``Overloaded`` if it cannot finish."""
         with self._lock:
             queued = self._inflight // _WORKERS + 1
-            if not self._load.finishes_by(deadline, queued, 0.0, time.perf_counter()):
+            if not self.load.finishes_by(deadline, queued, 0.0, time.perf_counter()):
                 raise Overloaded
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="semcache")
@@ -159,7 +159,7 @@ class ModelWork:
         finally:
             with self._lock:
                 self._inflight -= 1
-                self._load.record(time.perf_counter() - started, 1)
+                self.load.record(time.perf_counter() - started, 1)
 
     def close(self) -> None:
         with self._lock:

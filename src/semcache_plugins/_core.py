@@ -31,6 +31,7 @@ from ._flows import (
     store_flow,
 )
 from ._index import IndexLayout
+from ._internals import CoreInternals
 from ._invalidation import invalidation_filter
 from ._options import SettingsOverrides, merge_settings
 from ._plan_memo import PlanMemo
@@ -56,6 +57,7 @@ class CacheCore(CoreDrivers):
     loaded model; ``redis_client``/``async_redis_client``: clients to use instead of
     ``redis_url`` (left open by :meth:`close`). ``events``: subscribe to what the cache does.
     ``clock``: seconds since the epoch for entry ages and expiry checks (settable, e.g. tests).
+    ``internals``: the narrow interface the package's own helpers use (not a public API).
     """
 
     def __init__(
@@ -72,9 +74,8 @@ class CacheCore(CoreDrivers):
         self.events, self._counters = EventStream(), CacheStats()  # stats() subscribes too
         self.events.subscribe(self._counters.record)
         self.clock: Callable[[], float] = time.time
-        self._stats = self.events  # the name the emitting modules use
         self._breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
-        self._work = ModelWork(self.embedder, self._stats)
+        self._work = ModelWork(self.embedder, self.events)
         self._auditor = Auditor(self)
         self._config: FlowConfig | None = None
         self._plans = PlanMemo()  # plans by request content (settings are fixed per core)
@@ -85,6 +86,17 @@ class CacheCore(CoreDrivers):
         )
         self._async = AsyncBackend(
             settings, client=async_redis_client, sync_client_given=redis_client is not None
+        )
+        self.internals = CoreInternals(
+            plan=self._plan,
+            run=self._run,
+            embed_texts=self._work.embed_texts,
+            events=self.events,
+            auditor=self._auditor,
+            sync_backend=self._sync,
+            async_backend=self._async,
+            is_closed=lambda: self._closed,
+            work=self._work,
         )
         if settings.preload:
             _ = self.config  # loads the model now: a broken model raises ModelError here
@@ -129,7 +141,7 @@ class CacheCore(CoreDrivers):
             raise CacheClosedError("this cache is closed")
         plan = self._plan(messages, model, params, namespace)
         if plan.skip_reason:
-            self._stats.skip(plan.skip_reason)
+            self.events.skip(plan.skip_reason)
             return None
         return plan
 
@@ -155,9 +167,9 @@ class CacheCore(CoreDrivers):
 
     def _stored(self, entry_id: str | None, ttl: int | None) -> str | None:
         if entry_id:
-            self._stats.count("stores")
+            self.events.count("stores")
         else:  # store_flow writes nothing for a zero TTL or an over-large response
-            self._stats.skip("ttl_zero" if ttl == 0 else "too_large")
+            self.events.skip("ttl_zero" if ttl == 0 else "too_large")
         return entry_id
 
     def _finish(self, plan: RequestPlan, result: LookupResult, started: float) -> CacheHit | None:
@@ -165,9 +177,9 @@ class CacheCore(CoreDrivers):
             self._auditor.shadowed(plan.entry_id, plan.prompt, result.hit)
             result = LookupResult(None, "misses", result.vector)
         if result.outcome == "skipped":  # the text is too long to embed
-            self._stats.skip("too_long")
+            self.events.skip("too_long")
         else:
-            self._stats.lookup_done(result.outcome, time.perf_counter() - started, result.hit)
+            self.events.lookup_done(result.outcome, time.perf_counter() - started, result.hit)
         return result.hit
 
     # -- public API ------------------------------------------------------------------------
@@ -195,17 +207,17 @@ class CacheCore(CoreDrivers):
         try:
             result = self._run(flow, deadline)
         except Overloaded:
-            self._stats.skip("overloaded")
+            self.events.skip("overloaded")
             return None
         except BreakerOpenError:
             return None  # counted as a skip
         except DeadlineExceeded:
-            self._stats.skip("timeout")
+            self.events.skip("timeout")
             return None
         except BackendError:
             if time.perf_counter() < deadline:
                 raise
-            self._stats.skip("timeout")  # Redis replied too slowly: a miss, and a breaker failure
+            self.events.skip("timeout")  # Redis replied too slowly: a miss, and a breaker failure
             return None
         return self._finish(plan, result, started)
 
@@ -234,19 +246,19 @@ class CacheCore(CoreDrivers):
                 self._arun(flow, deadline, timed=True), self.settings.lookup_timeout
             )
         except Overloaded:
-            self._stats.skip("overloaded")
+            self.events.skip("overloaded")
             return None
         except BreakerOpenError:
             return None  # counted as a skip
         except TimeoutError:
-            self._stats.skip("timeout")
+            self.events.skip("timeout")
             return None
         except BackendError:
             if time.perf_counter() < deadline:
                 raise
             # On Python 3.11 a Redis client timeout due in the same event-loop turn as the
             # deadline can win the race and surface instead of the cancellation.
-            self._stats.skip("timeout")
+            self.events.skip("timeout")
             return None
         return self._finish(plan, result, started)
 
@@ -296,7 +308,7 @@ class CacheCore(CoreDrivers):
         try:
             result = await self._arun(flow, time.perf_counter() + self.settings.lookup_timeout)
         except Overloaded:
-            self._stats.skip("overloaded")
+            self.events.skip("overloaded")
             return None
         except BreakerOpenError:
             return None  # counted as a skip

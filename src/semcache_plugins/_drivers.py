@@ -31,7 +31,7 @@ class CoreDrivers:
     settings: CacheSettings
     _closed: bool
     _breaker: CircuitBreaker
-    _stats: EventStream
+    events: EventStream
     _work: ModelWork
     _sync: SyncBackend
     _async: AsyncBackend
@@ -47,7 +47,7 @@ class CoreDrivers:
             raise CacheClosedError("this cache is closed")
         permit = self._breaker.acquire()
         if permit is None:
-            self._stats.skip("breaker_open")
+            self.events.skip("breaker_open")
             raise BreakerOpenError("Redis circuit breaker is open; skipping the cache")
         return permit
 
@@ -69,7 +69,7 @@ class CoreDrivers:
         except StopIteration as stop:
             return stop.value
         except SemcacheError:
-            self._stats.count("errors")
+            self.events.count("errors")
             raise
         finally:
             self._breaker.release(permit)
@@ -96,7 +96,7 @@ class CoreDrivers:
         except StopIteration as stop:
             return stop.value
         except SemcacheError:
-            self._stats.count("errors")
+            self.events.count("errors")
             raise
         finally:
             self._breaker.release(permit)

@@ -126,7 +126,7 @@ def _batches(items: Iterable[WarmItem], size: int) -> Iterator[list[WarmItem]]:
 def _vectors_for(core: CacheCore, plans: list[RequestPlan]) -> dict[str, np.ndarray | None]:
     """One batched embedding call for the semantic texts of a batch; None = too long."""
     texts = list(dict.fromkeys(plan.embed_text for plan in plans if plan.semantic))
-    return dict(zip(texts, core._work.embed_texts(texts), strict=True))
+    return dict(zip(texts, core.internals.embed_texts(texts), strict=True))
 
 
 def _generations_for(
@@ -135,7 +135,7 @@ def _generations_for(
     """Each plan's current generation (by entry id); one MGET per distinct set of counters."""
     keys_of = {plan.entry_id: plan_generation_keys(layout, plan) for plan in plans}
     groups = tuple(dict.fromkeys(keys_of.values()))
-    tokens = core._run(single_op(ReadGenerations(groups))) if groups else []
+    tokens = core.internals.run(single_op(ReadGenerations(groups))) if groups else []
     token_of = dict(zip(groups, tokens, strict=True))
     return {entry_id: token_of[keys] for entry_id, keys in keys_of.items()}
 
@@ -161,9 +161,9 @@ def _write_all(core: CacheCore, writes: list[WriteEntry], size: _TransactionSize
     while start < len(writes):
         chunk_writes = tuple(writes[start : start + size.size])
         began = time.perf_counter()
-        core._run(single_op(WriteBatch(chunk_writes)))
+        core.internals.run(single_op(WriteBatch(chunk_writes)))
         size.record(time.perf_counter() - began, len(chunk_writes))
-        core._stats.count("stores", len(chunk_writes))
+        core.internals.events.count("stores", len(chunk_writes))
         start += len(chunk_writes)
     return len(writes)
 
@@ -171,7 +171,7 @@ def _write_all(core: CacheCore, writes: list[WriteEntry], size: _TransactionSize
 def _prepare(core: CacheCore, chunk: list[WarmItem]) -> list[WriteEntry]:
     """The writes of one batch (skips counted): plans, vectors, generations, records."""
     config = core.config
-    plans = [core._plan(item.messages, item.model, item.params, None) for item in chunk]
+    plans = [core.internals.plan(item.messages, item.model, item.params, None) for item in chunk]
     ttls = [core.settings.ttl if item.ttl is None else int(item.ttl) for item in chunk]
     kept = [
         plan for plan, ttl in zip(plans, ttls, strict=True) if not plan.skip_reason and ttl != 0
@@ -181,10 +181,10 @@ def _prepare(core: CacheCore, chunk: list[WarmItem]) -> list[WriteEntry]:
     writes: list[WriteEntry] = []
     for item, plan, ttl in zip(chunk, plans, ttls, strict=True):
         if ttl == 0:
-            core._stats.skip("ttl_zero")
+            core.internals.events.skip("ttl_zero")
             continue
         if plan.skip_reason or (plan.semantic and vectors.get(plan.embed_text) is None):
-            core._stats.skip(plan.skip_reason or "too_long")
+            core.internals.events.skip(plan.skip_reason or "too_long")
             continue
         flow = store_flow(
             config,
@@ -198,7 +198,7 @@ def _prepare(core: CacheCore, chunk: list[WarmItem]) -> list[WriteEntry]:
         try:
             op = next(flow, None)
         except SerializationError:
-            core._stats.skip("not_serializable")
+            core.internals.events.skip("not_serializable")
             continue
         if isinstance(op, WriteEntry):
             writes.append(op)
