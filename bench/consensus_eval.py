@@ -36,11 +36,11 @@ import numpy as np
 
 from bench import guards_eval as ge
 from bench import quality_streams as qs
-from semcache_plugins._consensus import ConsensusPolicy, close_rows, serving_order
-from semcache_plugins._guards import DEFAULT_SIMILARITY_THRESHOLD, check_guards
-from semcache_plugins._notation import notation_differs
+from semcache_plugins._cache._scope import normalize_text
+from semcache_plugins._precision._consensus import ConsensusPolicy, close_rows, serving_order
+from semcache_plugins._precision._guards import DEFAULT_SIMILARITY_THRESHOLD, check_guards
+from semcache_plugins._precision._notation import notation_differs
 from semcache_plugins._records import StoredRecord
-from semcache_plugins._scope import normalize_text
 
 MARGIN = 0.08  # CacheSettings.agreement_margin's default
 K = 16
@@ -297,7 +297,7 @@ def core_replay(stream_name: str, data: Path, emb: ge.CachedEmbedder, limit: int
     CLINC150's oos questions have no warmed answer: any hit on them is wrong."""
     from bench.core_latency import MODEL, PARAMS, ask, drop_cache, store_seeded
     from semcache_plugins import CacheCore
-    from semcache_plugins._answer import shown_answers
+    from semcache_plugins._precision._answer import shown_answers
     from semcache_plugins.embedded import EmbeddedRedis
 
     name = {"Banking77": "banking77", "CLINC150": "clinc150"}[stream_name]

@@ -21,8 +21,8 @@ import redis
 
 from bench.data import add_quora_arguments, question_rows, quora_from
 from semcache_plugins import CacheCore, Embedder
-from semcache_plugins._cli_cache import drop_index
-from semcache_plugins._warm import WarmItem
+from semcache_plugins._cache._warm import WarmItem
+from semcache_plugins._cli._cache import drop_index
 
 SYSTEM = {"role": "system", "content": "Answer questions from a Q&A site."}
 PARAMS = {"temperature": 0}

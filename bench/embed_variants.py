@@ -39,7 +39,7 @@ from bench.guards_eval import (
     verdicts,
 )
 from semcache_plugins import Embedder
-from semcache_plugins._guards import DEFAULT_SIMILARITY_THRESHOLD
+from semcache_plugins._precision._guards import DEFAULT_SIMILARITY_THRESHOLD
 
 ROOT = Path(tempfile.gettempdir()) / "semcache_variants"
 

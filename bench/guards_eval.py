@@ -33,8 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from semcache_plugins._embedder import Embedder
-from semcache_plugins._guards import DEFAULT_SIMILARITY_THRESHOLD, GuardVerdict, check_guards
+from semcache_plugins._embedding._embedder import Embedder
+from semcache_plugins._precision._guards import (
+    DEFAULT_SIMILARITY_THRESHOLD,
+    GuardVerdict,
+    check_guards,
+)
 
 THRESHOLDS = [round(0.70 + 0.01 * i, 2) for i in range(26)]
 TARGET_PRECISION = 0.95

@@ -51,7 +51,7 @@ from bench.peers.ours import OursPeer
 from bench.peers.redisvl_peer import RedisVLPeer
 from bench.peers_memory import RedisProbe, measure
 from semcache_plugins import CacheCore, Embedder
-from semcache_plugins._index import (
+from semcache_plugins._cache._index import (
     IndexLayout,
     entry_filter,
     hybrid_policy,

@@ -21,9 +21,9 @@ from redis._parsers import _HiredisParser, _RESP2Parser
 from redis.utils import HIREDIS_AVAILABLE
 
 from semcache_plugins import CacheCore, Embedder
-from semcache_plugins._flows import ReadEntry, Search
-from semcache_plugins._index import knn_command
-from semcache_plugins._reads import queue_reads
+from semcache_plugins._cache._flows import ReadEntry, Search
+from semcache_plugins._cache._index import knn_command
+from semcache_plugins._cache._reads import queue_reads
 from semcache_plugins.embedded import EmbeddedRedis, resolve_redis_url
 
 
@@ -48,7 +48,7 @@ def run(url: str, rounds: int, calls: int) -> None:
     layout = core.layout
     hit = core.lookup([{"role": "user", "content": "question 0 0.6369616873214543"}], "m")
     key = layout.key(hit.entry_id) if hit is not None else layout.key(plan.entry_id)
-    from semcache_plugins._generations import plan_generation_keys
+    from semcache_plugins._cache._generations import plan_generation_keys
 
     read = ReadEntry(
         key, (layout.count_key(plan.scope), layout.count_key()), plan_generation_keys(layout, plan)

@@ -17,7 +17,7 @@ import numpy as np
 from bench import guards_eval as ge
 from bench.peers import Entry
 from semcache_plugins import Embedder
-from semcache_plugins._scope import normalize_text
+from semcache_plugins._cache._scope import normalize_text
 
 #: Curve thresholds (cosine similarity), 0.70 .. 0.99.
 SWEEP = [round(0.70 + 0.01 * i, 2) for i in range(30)]

@@ -32,7 +32,7 @@ import redis
 from bench.core_latency import cached_vectors, drop_cache, load_questions, tag
 from bench.data import add_quora_arguments, question_rows, quora_from
 from semcache_plugins import CacheCore, SemcacheError
-from semcache_plugins._warm import WarmItem
+from semcache_plugins._cache._warm import WarmItem
 
 SYSTEM = {"role": "system", "content": "Answer questions from a Q&A site."}
 MODEL = "soak-llm"

@@ -1,4 +1,4 @@
-"""Train the learned verifier and write ``src/semcache_plugins/verifier_weights.json``.
+"""Train the learned verifier and write ``src/semcache_plugins/_precision/verifier_weights.json``.
 
 Run ``python -m bench.train_verifier`` from a checkout: it prints the sha256 of the file it
 writes (recorded in ``bench/results/latest.md``); the same checkout rebuilds the same digest
@@ -34,11 +34,16 @@ from pathlib import Path
 import numpy as np
 
 from bench import guards_eval as ge
-from semcache_plugins._guards import DEFAULT_SIMILARITY_THRESHOLD, check_guards
-from semcache_plugins._verifier import FEATURE_NAMES, VERIFIER_FORMAT, pair_features, span_texts
+from semcache_plugins._precision._guards import DEFAULT_SIMILARITY_THRESHOLD, check_guards
+from semcache_plugins._precision._verifier import (
+    FEATURE_NAMES,
+    VERIFIER_FORMAT,
+    pair_features,
+    span_texts,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-WEIGHTS = ROOT / "src" / "semcache_plugins" / "verifier_weights.json"
+WEIGHTS = ROOT / "src" / "semcache_plugins" / "_precision" / "verifier_weights.json"
 TRAIN_FLOOR = 0.65  # lowest similarity trained on (the setting's floor is above it)
 FLOOR = 0.72  # the default ``verifier_floor``
 L2 = 1.0

@@ -1,7 +1,7 @@
 """Held-out figures of the learned verifier: threshold only, rules, rules + verifier.
 
 Run ``python -m bench.verifier_eval`` after ``python -m bench.train_verifier``. It reads the
-shipped weights (``semcache_plugins/verifier_weights.json``) and evaluates on data the verifier
+shipped weights (``_precision/verifier_weights.json``) and evaluates on data the verifier
 never trained on (see ``bench/train_verifier.py`` for what it trained on):
 - fow-cache: the held-out half of the pairs (``guards_eval._half`` of the id is odd);
 - Banking77: every test question meets its nearest train question (warm-then-ask);
@@ -22,9 +22,9 @@ import numpy as np
 
 from bench import guards_eval as ge
 from bench.train_verifier import Pair, features
-from semcache_plugins._embedder import Embedder
-from semcache_plugins._guards import DEFAULT_SIMILARITY_THRESHOLD
-from semcache_plugins._verifier import load_verifier
+from semcache_plugins._embedding._embedder import Embedder
+from semcache_plugins._precision._guards import DEFAULT_SIMILARITY_THRESHOLD
+from semcache_plugins._precision._verifier import load_verifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

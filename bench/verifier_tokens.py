@@ -33,9 +33,9 @@ import numpy as np
 
 from bench import guards_eval as ge
 from bench import train_verifier as tv
-from semcache_plugins import _guard_lexicon as lex
-from semcache_plugins._embedder import Embedder
-from semcache_plugins._guards import DEFAULT_SIMILARITY_THRESHOLD, check_guards
+from semcache_plugins._embedding._embedder import Embedder
+from semcache_plugins._precision import _guard_lexicon as lex
+from semcache_plugins._precision._guards import DEFAULT_SIMILARITY_THRESHOLD, check_guards
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOKEN_FEATURES = ("tok_worst", "tok_worst_other_side", "tok_mean", "tok_low")

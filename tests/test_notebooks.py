@@ -2,7 +2,7 @@
 
 Each notebook ends with an assertion cell, so a notebook that shows the wrong thing fails here.
 The kernel gets the session Redis (``SEMCACHE_REDIS_URL``) and this test's unique
-``SEMCACHE_INDEX_PREFIX``; no API key is needed (the LLM is ``semcache_plugins._fake_llm``).
+``SEMCACHE_INDEX_PREFIX``; no API key is needed (the LLM is ``semcache_plugins._cli._fake_llm``).
 """
 
 from __future__ import annotations

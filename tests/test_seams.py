@@ -35,8 +35,8 @@ def _reaches(text: str, name: str) -> list[str]:
 
 
 def _files() -> list[Path]:
-    files = [*sorted((ROOT / "src" / "semcache_plugins").glob("*.py"))]
-    files += sorted((ROOT / "tests").glob("*.py")) + sorted((ROOT / "bench").rglob("*.py"))
+    files = [*sorted((ROOT / "src" / "semcache_plugins").rglob("*.py"))]
+    files += sorted((ROOT / "tests").rglob("*.py")) + sorted((ROOT / "bench").rglob("*.py"))
     return [f for f in files if f.name not in OWN_MODULES and f.name != "test_seams.py"]
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._cache._core import CacheCore
+from ._cache._events import CacheEvent
 from ._calibrate import CalibrationResult, calibrate
-from ._core import CacheCore
-from ._embedder import Embedder, ModelFingerprint
+from ._embedding._embedder import Embedder, ModelFingerprint
 from ._errors import (
     BackendError,
     CacheClosedError,
@@ -22,7 +23,6 @@ from ._errors import (
     SemcacheError,
     SerializationError,
 )
-from ._events import CacheEvent
 from ._options import SettingsOverrides
 from ._settings import CacheSettings
 from ._types import CacheHit

@@ -1,5 +1,5 @@
 """``python -m semcache_plugins`` runs the CLI."""
 
-from ._cli import main
+from ._cli._main import main
 
 raise SystemExit(main())

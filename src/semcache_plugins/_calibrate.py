@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from ._calibrate_bound import check_target, false_hit_bound, negatives_needed
-from ._embedder import Embedder
+from ._cache._scope import normalize_text
+from ._embedding._embedder import Embedder
 from ._errors import CalibrationError, ConfigurationError
-from ._guards import check_guards
-from ._scope import normalize_text
+from ._precision._calibrate_bound import check_target, false_hit_bound, negatives_needed
+from ._precision._guards import check_guards
 
 __all__ = [
     "CalibrationPair",

@@ -5,7 +5,8 @@
 and mypy see each option with its type, and the adapters do not repeat the list. An override of
 None means "the default" (the ``settings`` given, else ``SEMCACHE_*``, else the built-in one).
 Unknown or invalid keywords raise ``ConfigurationError`` (``CacheSettings`` forbids extras);
-``tests/test_front_door.py`` checks that the keys here are exactly ``CacheSettings``' fields.
+``tests/adapters/test_front_door.py`` checks that the keys here are exactly
+``CacheSettings``' fields.
 """
 
 from __future__ import annotations

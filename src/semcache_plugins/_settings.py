@@ -9,8 +9,8 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._errors import ConfigurationError
-from ._guards import DEFAULT_SIMILARITY_THRESHOLD
 from ._paths import cache_dir
+from ._precision._guards import DEFAULT_SIMILARITY_THRESHOLD
 from ._ttl import validate_ttl
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "CacheSettings", "validate_namespace"]

@@ -19,8 +19,8 @@ from redis.retry import Retry
 
 from ._errors import EmbeddedRedisError, PortInUseError
 from ._paths import cache_dir, state_dir
-from ._redis_binaries import RedisBinaries, find_redis
-from ._watchdog import watch
+from ._server._redis_binaries import RedisBinaries, find_redis
+from ._server._watchdog import watch
 
 __all__ = [
     "EmbeddedRedis",

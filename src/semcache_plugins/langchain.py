@@ -22,13 +22,9 @@ from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.language_models import BaseChatModel, BaseLLM
 from langchain_core.outputs import Generation
 
-from ._adapter_core import adapter_core
-from ._answer import shown_answers
-from ._audit_adapters import withhold_for_audit
-from ._core import CacheCore
-from ._embedder import Embedder
-from ._errors import SemcacheError, SerializationError
-from ._langchain_convert import (
+from ._adapters._adapter_core import adapter_core
+from ._adapters._audit_adapters import withhold_for_audit
+from ._adapters._langchain_convert import (
     PAYLOAD_KIND,
     CacheRequest,
     decode_generations,
@@ -39,9 +35,13 @@ from ._langchain_convert import (
     to_request,
     with_hit_info,
 )
-from ._langchain_stream import CachedChatModel, cached
+from ._adapters._langchain_stream import CachedChatModel, cached
+from ._cache._core import CacheCore
+from ._cache._scope import canonical_params, sha256_hex
+from ._embedding._embedder import Embedder
+from ._errors import SemcacheError, SerializationError
 from ._options import SettingsOverrides
-from ._scope import canonical_params, sha256_hex
+from ._precision._answer import shown_answers
 from ._settings import CacheSettings
 from ._types import CacheHit
 

@@ -33,12 +33,9 @@ from typing import Any, Unpack
 
 from litellm.caching.caching import Cache, CacheMode
 
-from ._adapter_core import adapter_core
-from ._audit_adapters import audit_litellm_hit
-from ._core import CacheCore
-from ._embedder import Embedder
-from ._errors import ConfigurationError
-from ._litellm_convert import (
+from ._adapters._adapter_core import adapter_core
+from ._adapters._audit_adapters import audit_litellm_hit
+from ._adapters._litellm_convert import (
     TEXT_CALL_TYPES,
     CallRequest,
     entry_ref,
@@ -47,6 +44,9 @@ from ._litellm_convert import (
     stored_response,
     to_request,
 )
+from ._cache._core import CacheCore
+from ._embedding._embedder import Embedder
+from ._errors import ConfigurationError
 from ._options import SettingsOverrides
 from ._settings import CacheSettings
 

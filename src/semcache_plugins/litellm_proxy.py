@@ -35,8 +35,8 @@ from litellm.integrations.custom_logger import CustomLogger
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ._backend import redis_url_for
-from ._core import CacheCore
+from ._cache._backend import redis_url_for
+from ._cache._core import CacheCore
 from ._errors import ConfigurationError
 from .litellm import SemCache
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from ._audit import false_hit_estimate
-from ._core import CacheCore
-from ._events import CacheEvent
+from ._cache._core import CacheCore
+from ._cache._events import CacheEvent
+from ._precision._audit import false_hit_estimate
 from ._types import CacheHit
 
 __all__ = ["CostFunction", "PrometheusMetrics", "instrument", "litellm_cost", "response_usage"]

@@ -1,0 +1,3 @@
+"""The framework adapters' private parts: converters, tenants, audit hooks."""
+
+__all__: list[str] = []

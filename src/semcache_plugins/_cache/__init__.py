@@ -1,0 +1,3 @@
+"""The cache core: scope, index, sans-I/O flows, Redis execution, drivers, CacheCore."""
+
+__all__: list[str] = []

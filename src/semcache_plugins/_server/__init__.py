@@ -1,0 +1,3 @@
+"""The embedded Redis server's private parts: binaries and the watchdog."""
+
+__all__: list[str] = []
