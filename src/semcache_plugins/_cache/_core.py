@@ -172,6 +172,24 @@ class CacheCore(CoreDrivers):
             self.events.skip("ttl_zero" if ttl == 0 else "too_large")
         return entry_id
 
+    def _gave_up(self, error: Exception, deadline: float | None) -> None:
+        """Count an operation that gave up on the cache (the caller returns None), or re-raise
+        a ``BackendError`` that came before ``deadline``. The sync and async drivers differ only
+        in how a deadline surfaces (``DeadlineExceeded`` / ``TimeoutError``): a timeout skip."""
+        if isinstance(error, Overloaded):
+            self.events.skip("overloaded")
+        elif isinstance(error, BreakerOpenError):
+            pass  # counted as a skip when the breaker refused
+        elif isinstance(error, BackendError):
+            if deadline is None or time.perf_counter() < deadline:
+                raise error
+            # Redis replied too slowly: a miss, and a breaker failure. On Python 3.11 a Redis
+            # client timeout due in the same event-loop turn as the deadline can win the race
+            # and surface instead of the cancellation.
+            self.events.skip("timeout")
+        else:  # DeadlineExceeded (sync) or TimeoutError (async)
+            self.events.skip("timeout")
+
     def _finish(self, plan: RequestPlan, result: LookupResult, started: float) -> CacheHit | None:
         if result.hit is not None and not self.settings.serve:  # shadow mode: record, serve none
             self._auditor.shadowed(plan.entry_id, plan.prompt, result.hit)
@@ -206,18 +224,8 @@ class CacheCore(CoreDrivers):
         deadline = started + self.settings.lookup_timeout
         try:
             result = self._run(flow, deadline)
-        except Overloaded:
-            self.events.skip("overloaded")
-            return None
-        except BreakerOpenError:
-            return None  # counted as a skip
-        except DeadlineExceeded:
-            self.events.skip("timeout")
-            return None
-        except BackendError:
-            if time.perf_counter() < deadline:
-                raise
-            self.events.skip("timeout")  # Redis replied too slowly: a miss, and a breaker failure
+        except (Overloaded, BreakerOpenError, DeadlineExceeded, BackendError) as error:
+            self._gave_up(error, deadline)
             return None
         return self._finish(plan, result, started)
 
@@ -245,20 +253,8 @@ class CacheCore(CoreDrivers):
             result = await asyncio.wait_for(
                 self._arun(flow, deadline, timed=True), self.settings.lookup_timeout
             )
-        except Overloaded:
-            self.events.skip("overloaded")
-            return None
-        except BreakerOpenError:
-            return None  # counted as a skip
-        except TimeoutError:
-            self.events.skip("timeout")
-            return None
-        except BackendError:
-            if time.perf_counter() < deadline:
-                raise
-            # On Python 3.11 a Redis client timeout due in the same event-loop turn as the
-            # deadline can win the race and surface instead of the cancellation.
-            self.events.skip("timeout")
+        except (Overloaded, BreakerOpenError, TimeoutError, BackendError) as error:
+            self._gave_up(error, deadline)
             return None
         return self._finish(plan, result, started)
 
@@ -307,11 +303,9 @@ class CacheCore(CoreDrivers):
         flow = self._store_flow(await self._aconfig(), plan, response, seconds, exact_only)
         try:
             result = await self._arun(flow, time.perf_counter() + self.settings.lookup_timeout)
-        except Overloaded:
-            self.events.skip("overloaded")
+        except (Overloaded, BreakerOpenError) as error:
+            self._gave_up(error, None)
             return None
-        except BreakerOpenError:
-            return None  # counted as a skip
         return self._stored(result, seconds)
 
     def store_many(
