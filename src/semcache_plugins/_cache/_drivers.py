@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any, Self
 
@@ -51,55 +53,60 @@ class CoreDrivers:
             raise BreakerOpenError("Redis circuit breaker is open; skipping the cache")
         return permit
 
-    def _run(self, flow: Flow, deadline: float | None = None) -> Any:
-        """Run a flow; with ``deadline`` model work and every Redis reply are bounded by it."""
+    @contextmanager
+    def _admitted(self) -> Iterator[None]:
+        """One flow run under the breaker's permit: its ``SemcacheError``s are counted as
+        ``errors`` and the permit is handed back however the run ends (the part of a run the
+        sync and async drivers share; what differs is only how each operation is carried out)."""
         permit = self._admit()
         try:
-            op = next(flow)
-            while True:
-                if isinstance(op, EmbedQuery):
-                    result: Any = self._work.vectors.get(op.text)
-                    if result is None:
-                        result = self._work.run(partial(self._work.embed_one, op.text), deadline)
-                elif isinstance(op, GuardCheck):
-                    result = self._work.run(partial(self._work.guard, op), deadline)
-                else:
-                    result = self._sync.execute(op, self.layout, self._breaker, deadline)
-                op = flow.send(result)
-        except StopIteration as stop:
-            return stop.value
+            yield
         except SemcacheError:
             self.events.count("errors")
             raise
         finally:
             self._breaker.release(permit)
 
+    def _run(self, flow: Flow, deadline: float | None = None) -> Any:
+        """Run a flow; with ``deadline`` model work and every Redis reply are bounded by it."""
+        with self._admitted():
+            try:
+                op = next(flow)
+                while True:
+                    if isinstance(op, EmbedQuery):
+                        result: Any = self._work.vectors.get(op.text)
+                        if result is None:
+                            embed = partial(self._work.embed_one, op.text)
+                            result = self._work.run(embed, deadline)
+                    elif isinstance(op, GuardCheck):
+                        result = self._work.run(partial(self._work.guard, op), deadline)
+                    else:
+                        result = self._sync.execute(op, self.layout, self._breaker, deadline)
+                    op = flow.send(result)
+            except StopIteration as stop:
+                return stop.value
+
     async def _arun(self, flow: Flow, deadline: float | None = None, timed: bool = False) -> Any:
         """Async twin of :meth:`_run`; ``timed``: cancelled at ``deadline`` (a Redis reply
         still awaited then was too slow, a breaker failure)."""
-        permit = self._admit()
-        try:
-            op = next(flow)
-            while True:
-                if isinstance(op, EmbedQuery):
-                    result: Any = await self._work.aembed_one(op.text, deadline)
-                elif isinstance(op, GuardCheck):
-                    result = await asyncio.to_thread(self._work.guard, op)
-                else:
-                    try:
-                        result = await self._async.execute(op, self.layout, self._breaker)
-                    except asyncio.CancelledError:
-                        if timed and deadline is not None and time.perf_counter() >= deadline:
-                            self._breaker.failure()
-                        raise
-                op = flow.send(result)
-        except StopIteration as stop:
-            return stop.value
-        except SemcacheError:
-            self.events.count("errors")
-            raise
-        finally:
-            self._breaker.release(permit)
+        with self._admitted():
+            try:
+                op = next(flow)
+                while True:
+                    if isinstance(op, EmbedQuery):
+                        result: Any = await self._work.aembed_one(op.text, deadline)
+                    elif isinstance(op, GuardCheck):
+                        result = await asyncio.to_thread(self._work.guard, op)
+                    else:
+                        try:
+                            result = await self._async.execute(op, self.layout, self._breaker)
+                        except asyncio.CancelledError:
+                            if timed and deadline is not None and time.perf_counter() >= deadline:
+                                self._breaker.failure()
+                            raise
+                    op = flow.send(result)
+            except StopIteration as stop:
+                return stop.value
 
     # -- lifecycle -------------------------------------------------------------------------
 
