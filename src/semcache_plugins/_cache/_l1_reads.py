@@ -4,7 +4,8 @@ the L1 (``_l1``): served from it, or held after a read from Redis with each key'
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from contextlib import suppress
 from operator import is_
 from typing import Any
 
@@ -78,6 +79,25 @@ def ttl_items(
     return items
 
 
+def _holding(
+    l1: L1Cache,
+    snap: Snapshot,
+    key: str,
+    counts: int,
+    gens: Sequence[str],
+    replies: Any,
+) -> Generator[tuple[str, ...], Sequence[Any], None]:
+    """The decisions of a hold, without I/O: yields the keys to ask the ``PTTL`` of (nothing if
+    the read is not worth holding), is sent the replies, and holds what :func:`ttl_items` keeps."""
+    if not stored_entry(replies, counts):
+        return
+    sent = time.monotonic()
+    ttls = yield (key, *gens)
+    items = ttl_items(key, counts, gens, replies, ttls, sent)
+    if items is not None:
+        l1.put(snap, items)
+
+
 def hold(
     l1: L1Cache,
     snap: Snapshot,
@@ -88,19 +108,19 @@ def hold(
     replies: Any,
 ) -> None:
     """Hold a sync read's entry (one more round trip, for the TTLs); failures only cost the L1."""
-    if not stored_entry(replies, counts):
+    steps = _holding(l1, snap, key, counts, gens, replies)
+    names = next(steps, None)
+    if names is None:
         return
-    sent = time.monotonic()
     try:
         with client.pipeline(transaction=False) as pipe:
-            for name in (key, *gens):
+            for name in names:
                 pipe.pttl(name)
             ttls = pipe.execute(raise_on_error=False)
     except (redis.RedisError, OSError):
         return
-    items = ttl_items(key, counts, gens, replies, ttls, sent)
-    if items is not None:
-        l1.put(snap, items)
+    with suppress(StopIteration):
+        steps.send(ttls)
 
 
 async def ahold(
@@ -113,16 +133,16 @@ async def ahold(
     replies: Any,
 ) -> None:
     """:func:`hold` for an async client."""
-    if not stored_entry(replies, counts):
+    steps = _holding(l1, snap, key, counts, gens, replies)
+    names = next(steps, None)
+    if names is None:
         return
-    sent = time.monotonic()
     try:
         async with client.pipeline(transaction=False) as pipe:
-            for name in (key, *gens):
+            for name in names:
                 pipe.pttl(name)
             ttls = await pipe.execute(raise_on_error=False)
     except (redis.RedisError, OSError):
         return
-    items = ttl_items(key, counts, gens, replies, ttls, sent)
-    if items is not None:
-        l1.put(snap, items)
+    with suppress(StopIteration):
+        steps.send(ttls)
