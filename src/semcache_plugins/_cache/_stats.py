@@ -13,7 +13,7 @@ import numpy as np
 from .._errors import BackendError
 from .._precision._audit import false_hit_estimate
 from .._types import CacheHit
-from ._events import CacheEvent
+from ._events import COUNTS, CacheEvent
 
 __all__ = ["BreakerOpenError", "CacheStats", "CircuitBreaker"]
 
@@ -25,15 +25,10 @@ _COUNTERS = (
     "hits_semantic",
     "misses",
     "stores",
-    "errors",
+    *COUNTS[:1],  # errors (the count events' names, in stats() order)
     "skipped",  # operations that bypassed the cache, each once (by reason: skipped_by_reason)
     "skipped_too_long",
-    "guard_rejections",
-    "embeddings",
-    "shadow_hits_exact",  # shadow mode (serve=False): hits found, not served
-    "shadow_hits_semantic",
-    "audited",  # semantic hits (served or shadow) compared with a fresh provider answer
-    "audit_disagreements",
+    *COUNTS[1:],
 )
 
 
