@@ -24,6 +24,7 @@ from langchain_core.outputs import Generation
 
 from ._adapters._adapter_core import adapter_core
 from ._adapters._audit_adapters import withhold_for_audit
+from ._adapters._core_delegation import CoreDelegation
 from ._adapters._langchain_convert import (
     PAYLOAD_KIND,
     CacheRequest,
@@ -51,7 +52,7 @@ logger = logging.getLogger("semcache_plugins")
 _CLEAR_KEYS = frozenset({"system_prompt", "model", "namespace"})
 
 
-class LangChainSemCache(BaseCache):
+class LangChainSemCache(CoreDelegation, BaseCache):
     """A semantic LLM cache for LangChain: ``set_llm_cache(cache)`` or ``Chat...(cache=cache)``.
 
     Scope rules are the core's: the system prompt, model, output-changing parameters (bound
@@ -209,25 +210,7 @@ class LangChainSemCache(BaseCache):
         )
         logger.debug("semcache: cleared %d LangChain cache entries", removed)
 
-    def delete(self, entry_id: str) -> bool:
-        """Remove one cached answer by the id a hit reports
-        (``message.response_metadata["semcache"]["entry_id"]``); whether it existed."""
-        return self._core.delete(entry_id)
-
-    async def adelete(self, entry_id: str) -> bool:
-        """Async :meth:`delete`."""
-        return await self._core.adelete(entry_id)
-
     # -- lifecycle ----------------------------------------------------------------------------
-
-    def stats(self) -> dict[str, object]:
-        """The core's counters (hits per tier, misses, latency percentiles, ...)."""
-        return self._core.stats()
-
-    def close(self) -> None:
-        """Close the core's connections if this cache created the core."""
-        if self._owns_core:
-            self._core.close()
 
     async def aclose(self) -> None:
         """Async :meth:`close`."""

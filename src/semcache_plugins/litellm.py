@@ -35,6 +35,7 @@ from litellm.caching.caching import Cache, CacheMode
 
 from ._adapters._adapter_core import adapter_core
 from ._adapters._audit_adapters import audit_litellm_hit
+from ._adapters._core_delegation import CoreDelegation
 from ._adapters._litellm_convert import (
     TEXT_CALL_TYPES,
     CallRequest,
@@ -55,7 +56,7 @@ __all__ = ["SemCache"]
 logger = logging.getLogger("semcache_plugins")
 
 
-class SemCache(Cache):
+class SemCache(CoreDelegation, Cache):
     """A semantic cache for ``litellm.completion`` / ``acompletion`` / ``Router``.
 
     Set it as ``litellm.cache``. Scope rules are the core's: system prompt, model, output-changing
@@ -246,25 +247,7 @@ class SemCache(Cache):
         except Exception as exc:
             self._failed("store", kwargs, exc)
 
-    def delete(self, entry_id: str) -> bool:
-        """Remove one cached answer by the id a hit reports
-        (``response._hidden_params["semcache"]["entry_id"]``); whether it existed."""
-        return self.core.delete(entry_id)
-
-    async def adelete(self, entry_id: str) -> bool:
-        """Async :meth:`delete`."""
-        return await self.core.adelete(entry_id)
-
     # -- lifecycle ------------------------------------------------------------------------------
-
-    def stats(self) -> dict[str, object]:
-        """The core's counters (hits per tier, misses, stores, latency percentiles, ...)."""
-        return self.core.stats()
-
-    def close(self) -> None:
-        """Close the core's connections if this cache created the core."""
-        if self._owns_core:
-            self.core.close()
 
     async def disconnect(self) -> None:
         """Close sync and async connections if this cache created the core (LiteLLM's name)."""
