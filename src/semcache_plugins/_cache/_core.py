@@ -172,6 +172,20 @@ class CacheCore(CoreDrivers):
             self.events.skip("ttl_zero" if ttl == 0 else "too_large")
         return entry_id
 
+    def _lookup_started(
+        self,
+        config: FlowConfig,
+        plan: RequestPlan,
+        max_age: float | None,
+        semantic_tool_calls: bool,
+    ) -> tuple[Flow, float, float]:
+        """A lookup's flow, the time it started and its deadline (``lookup_timeout`` later)."""
+        started = time.perf_counter()
+        flow = lookup_flow(
+            config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls, now=self.clock()
+        )
+        return flow, started, started + self.settings.lookup_timeout
+
     def _gave_up(self, error: Exception, deadline: float | None) -> None:
         """Count an operation that gave up on the cache (the caller returns None), or re-raise
         a ``BackendError`` that came before ``deadline``. The sync and async drivers differ only
@@ -217,11 +231,7 @@ class CacheCore(CoreDrivers):
         if plan is None:
             return None
         config = self.config
-        started = time.perf_counter()
-        flow = lookup_flow(
-            config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls, now=self.clock()
-        )
-        deadline = started + self.settings.lookup_timeout
+        flow, started, deadline = self._lookup_started(config, plan, max_age, semantic_tool_calls)
         try:
             result = self._run(flow, deadline)
         except (Overloaded, BreakerOpenError, DeadlineExceeded, BackendError) as error:
@@ -244,11 +254,7 @@ class CacheCore(CoreDrivers):
         if plan is None:
             return None
         config = await self._aconfig()
-        started = time.perf_counter()
-        flow = lookup_flow(
-            config, plan, max_age=max_age, semantic_tool_calls=semantic_tool_calls, now=self.clock()
-        )
-        deadline = started + self.settings.lookup_timeout
+        flow, started, deadline = self._lookup_started(config, plan, max_age, semantic_tool_calls)
         try:
             result = await asyncio.wait_for(
                 self._arun(flow, deadline, timed=True), self.settings.lookup_timeout
