@@ -50,6 +50,7 @@ from ._embedding._embedder import Embedder
 from ._errors import ConfigurationError
 from ._options import SettingsOverrides
 from ._settings import CacheSettings
+from ._types import CacheHit
 
 __all__ = ["SemCache"]
 
@@ -139,6 +140,19 @@ class SemCache(CoreDelegation, Cache):
             "semantic_tool_calls": self.semantic_tool_calls,
         }
 
+    def _served(
+        self, request: CallRequest, hit: CacheHit | None, kwargs: dict[str, Any], asynchronous: bool
+    ) -> Any:
+        """The response a lookup serves (None on a miss); a served chat hit may be audited."""
+        response = served_response(
+            hit, text=request.text, model=request.model, stream=request.stream
+        )
+        if response is not None and not request.text:  # chat only (see _audit_adapters)
+            audit_litellm_hit(
+                self.core, hit, request.core_args(), kwargs, asynchronous=asynchronous
+            )
+        return response
+
     def _store_args(self, result: Any, kwargs: dict[str, Any]) -> dict[str, Any] | None:
         request = self._request(kwargs)
         if request is None or not request.keeps:
@@ -195,11 +209,7 @@ class SemCache(CoreDelegation, Cache):
                 return None
             request, lookup = prepared
             hit = self.core.lookup(**lookup)
-            response = served_response(
-                hit, text=request.text, model=request.model, stream=request.stream
-            )
-            if response is not None and not request.text:  # chat only (see _audit_adapters)
-                audit_litellm_hit(self.core, hit, request.core_args(), kwargs, asynchronous=False)
+            response = self._served(request, hit, kwargs, asynchronous=False)
         except Exception as exc:
             self._failed("lookup", kwargs, exc)
             return None
@@ -214,11 +224,7 @@ class SemCache(CoreDelegation, Cache):
                 return None
             request, lookup = prepared
             hit = await self.core.alookup(**lookup)
-            response = served_response(
-                hit, text=request.text, model=request.model, stream=request.stream
-            )
-            if response is not None and not request.text:  # chat only (see _audit_adapters)
-                audit_litellm_hit(self.core, hit, request.core_args(), kwargs, asynchronous=True)
+            response = self._served(request, hit, kwargs, asynchronous=True)
         except Exception as exc:
             self._failed("lookup", kwargs, exc)
             return None
