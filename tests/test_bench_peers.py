@@ -165,17 +165,16 @@ def test_peers_embed_through_stock_fastembed_ours_through_its_embedder(
     texts = [PASSWORD, PARAPHRASE, LOOSE]
     shared = SharedEmbedder(embedder)
     got = shared.vectors(texts)
-    stock = shared._stock
+    stock = shared.stock_session
     assert isinstance(stock, StockFastembed)
     session = stock.engine.model.model
-    assert session is not embedder._state().engine.model.model
     config = session.get_session_options().get_session_config_entry
     with pytest.raises(RuntimeError):  # ours sets it to "0"; fastembed leaves ORT's default
         config("session.intra_op.allow_spinning")
     assert np.allclose(got, embedder.embed(texts), atol=1e-5)
     assert shared.model_note == PEER_MODEL_NOTE
     own = SharedEmbedder(embedder, stock=False)
-    assert np.array_equal(own.vectors(texts), embedder.embed(texts)) and own._stock is None
+    assert np.array_equal(own.vectors(texts), embedder.embed(texts)) and own.stock_session is None
     peer = make_peer("ours", redis_url, shared)
     try:
         assert peer.core.embedder is embedder  # type: ignore[attr-defined]

@@ -83,7 +83,7 @@ class SharedEmbedder:
     stock: bool = True
     calls: int = 0
     _seen: dict[str, np.ndarray] = field(default_factory=dict)
-    _stock: StockFastembed | None = field(default=None, repr=False)
+    stock_session: StockFastembed | None = field(default=None, repr=False)  # made on first use
 
     @property
     def model_note(self) -> str:
@@ -93,9 +93,9 @@ class SharedEmbedder:
     def _model(self, texts: list[str]) -> np.ndarray:
         if not self.stock:
             return np.asarray(self.embedder.embed(texts), dtype=np.float32)
-        if self._stock is None:
-            self._stock = StockFastembed(self.embedder)
-        return self._stock.embed(texts)
+        if self.stock_session is None:
+            self.stock_session = StockFastembed(self.embedder)
+        return self.stock_session.embed(texts)
 
     @property
     def dims(self) -> int:

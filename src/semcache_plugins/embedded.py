@@ -129,6 +129,11 @@ class EmbeddedRedis:
     def data_dir(self) -> Path | None:
         return self._data_dir
 
+    @property
+    def watchdog_pid(self) -> int | None:
+        """The pid of the watchdog that stops the server if this process dies (None: none)."""
+        return None if self._watchdog is None else self._watchdog.pid
+
     def is_running(self) -> bool:
         """Whether the server process is alive (for a daemon: the recorded pid)."""
         if self._process is not None:

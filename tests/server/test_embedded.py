@@ -365,10 +365,10 @@ def test_server_dies_with_its_sigkilled_parent(
 def test_stop_leaves_the_watchdog_and_server_gone(cache: Path) -> None:
     server = EmbeddedRedis()
     server.start()
-    watchdog = server._watchdog
-    assert watchdog is not None and watchdog.poll() is None
+    watchdog = server.watchdog_pid
+    assert watchdog is not None and embedded._pid_alive(watchdog)
     server.stop()
-    assert watchdog.poll() is not None and server._watchdog is None
+    assert not embedded._pid_alive(watchdog) and server.watchdog_pid is None
 
 
 def _checkout(root: Path) -> dict[str, str]:
@@ -435,5 +435,5 @@ def test_no_python_for_the_watchdog_still_starts_the_server(
 ) -> None:
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
     with EmbeddedRedis() as server:
-        assert server._watchdog is None and "search" in server.modules()
+        assert server.watchdog_pid is None and "search" in server.modules()
     assert "no watchdog" in caplog.text and not server.is_running()
