@@ -359,7 +359,8 @@ async def test_tls_with_a_ca_file(
     ca = quote(str(certificate[0]))
     url = f"rediss://127.0.0.1:{tls_proxy.port}?ssl_ca_certs={ca}"
     options: dict[str, Any] = {"index_prefix": index_prefix, "embedder": embedder}
-    core = CacheCore(redis_url=url, **options)
+    # every command crosses the Python TLS proxy: a loaded machine can outlast the 0.5 s default
+    core = CacheCore(redis_url=url, socket_timeout=5.0, lookup_timeout=10.0, **options)
     assert core.store(ask(), ANSWER, MODEL) is not None
     assert (hit := core.lookup(ask(), MODEL)) is not None and hit.response == ANSWER
     assert (hit := await core.alookup(ask(), MODEL)) is not None and hit.response == ANSWER
