@@ -141,6 +141,20 @@ async def make_litellm_cache(
 
 
 @pytest.fixture
+def cores(
+    redis_url: str, index_prefix: str, embedder: Embedder
+) -> Iterator[tuple[CacheCore, CacheCore]]:
+    """Two cores on one prefix: (with the L1, without it: the 'other process')."""
+    ours = CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder)
+    other = CacheCore(
+        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, l1_cache=False
+    )
+    yield ours, other
+    ours.close()
+    other.close()
+
+
+@pytest.fixture
 def make_core(
     redis_url: str, index_prefix: str, embedder: Embedder
 ) -> Iterator[Callable[..., Any]]:

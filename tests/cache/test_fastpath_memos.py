@@ -13,13 +13,13 @@ from __future__ import annotations
 import copy
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 
-from semcache_plugins import CacheCore, Embedder
+from semcache_plugins import CacheCore
 from semcache_plugins._cache._flow_memo import FlowMemo, decoded, exact_read, knn_args
 from semcache_plugins._cache._generations import plan_generation_keys
 from semcache_plugins._cache._index import IndexLayout, entry_filter, knn_command
@@ -243,20 +243,6 @@ def test_a_memo_serves_only_its_own_layout_and_key() -> None:
 
 
 # -- the L1 and the memos, on Redis ---------------------------------------------------------
-
-
-@pytest.fixture
-def cores(
-    redis_url: str, index_prefix: str, embedder: Embedder
-) -> Iterator[tuple[CacheCore, CacheCore]]:
-    """(with L1, without L1: the 'other process') on one prefix."""
-    ours = CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder)
-    other = CacheCore(
-        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, l1_cache=False
-    )
-    yield ours, other
-    ours.close()
-    other.close()
 
 
 def _until(check: Callable[[], bool]) -> None:

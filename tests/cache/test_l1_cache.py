@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -55,20 +55,6 @@ def until(check: Callable[[], bool]) -> None:
             return
         time.sleep(0.005)
     raise AssertionError("the change from another client never showed")
-
-
-@pytest.fixture
-def cores(
-    redis_url: str, index_prefix: str, embedder: Embedder
-) -> Iterator[tuple[CacheCore, CacheCore]]:
-    """(with L1, without L1: the 'other process') on one prefix."""
-    ours = CacheCore(redis_url=redis_url, index_prefix=index_prefix, embedder=embedder)
-    other = CacheCore(
-        redis_url=redis_url, index_prefix=index_prefix, embedder=embedder, l1_cache=False
-    )
-    yield ours, other
-    ours.close()
-    other.close()
 
 
 def test_l1_serves_exact_repeats(cores: tuple[CacheCore, CacheCore]) -> None:
