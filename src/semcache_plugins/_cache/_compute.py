@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._embedding._batcher import EmbedBatcher, LoadEstimator, Overloaded
-from .._embedding._embedder import Embedder
+from .._embedding._embedder import CONCURRENT_RUNS, Embedder
 from .._embedding._vectors import VectorMemo
 from .._precision._guards import check_guards
 from .._precision._verifier import Verifier, load_verifier
@@ -34,13 +34,22 @@ class DeadlineExceeded(Exception):
     """Model work ran past the lookup deadline: the lookup becomes a miss."""
 
 
+class _NeedsModel(Exception):
+    """A guard check asked for embeddings: it has to run where model work may run."""
+
+
+def _no_model(texts: Sequence[str]) -> np.ndarray:
+    raise _NeedsModel
+
+
 class ModelWork:
     """Embedding and guard checks for one cache, shared by its sync and async shells."""
 
     def __init__(self, embedder: Embedder, stats: EventStream) -> None:
         self.embedder = embedder
         self.vectors = VectorMemo()
-        self.batcher = EmbedBatcher(self.embed_texts)
+        # as many batches under way as the embedder runs at once: the next one forms meanwhile
+        self.batcher = EmbedBatcher(self.embed_texts, max_running=CONCURRENT_RUNS)
         self._stats = stats
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -87,6 +96,29 @@ class ModelWork:
         allowed, reason = verdict.allowed, verdict.reason
         if allowed and op.verify:
             allowed, reason = self._verify(op), "verifier"
+        return self._judged(allowed, reason)
+
+    def guard_without_model(self, op: GuardCheck) -> bool | None:
+        """The verdict of :meth:`guard` when it needs no model work, else None.
+
+        Most candidates are decided by the lexical rules alone: those are judged right here
+        (on the event loop for async lookups: no thread hand-off, no wait behind a running
+        embedding batch); a check that would embed a phrase, or ask the verifier, is left to
+        :meth:`guard` on a worker thread. ``check_guards`` is pure apart from ``embed``, so the
+        verdict is the same either way.
+        """
+        if op.verify:
+            return None
+        try:
+            verdict = check_guards(
+                op.query, op.cached, op.similarity, embed=_no_model, threshold=op.threshold
+            )
+        except _NeedsModel:
+            return None
+        return self._judged(verdict.allowed, verdict.reason)
+
+    def _judged(self, allowed: bool, reason: str) -> bool:
+        """Count and log (no text) a refusal; the verdict."""
         if not allowed:
             self._stats.count("guard_rejections")
             logger.debug("semcache: guard rejected a candidate (%s)", reason)

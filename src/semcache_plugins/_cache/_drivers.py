@@ -79,7 +79,9 @@ class CoreDrivers:
                             embed = partial(self._work.embed_one, op.text)
                             result = self._work.run(embed, deadline)
                     elif isinstance(op, GuardCheck):
-                        result = self._work.run(partial(self._work.guard, op), deadline)
+                        result = self._work.guard_without_model(op)
+                        if result is None:
+                            result = self._work.run(partial(self._work.guard, op), deadline)
                     else:
                         result = self._sync.execute(op, self.layout, self._breaker, deadline)
                     op = flow.send(result)
@@ -96,7 +98,9 @@ class CoreDrivers:
                     if isinstance(op, EmbedQuery):
                         result: Any = await self._work.aembed_one(op.text, deadline)
                     elif isinstance(op, GuardCheck):
-                        result = await asyncio.to_thread(self._work.guard, op)
+                        result = self._work.guard_without_model(op)
+                        if result is None:
+                            result = await asyncio.to_thread(self._work.guard, op)
                     else:
                         try:
                             result = await self._async.execute(op, self.layout, self._breaker)

@@ -56,7 +56,7 @@ class LoadEstimator:
 @dataclass
 class _LoopQueue:
     pending: list[tuple[str, asyncio.Future[np.ndarray | None]]] = field(default_factory=list)
-    running: bool = False
+    running: int = 0  # batches under way
     scheduled: bool = False
     busy_until: float = 0.0  # expected end of the running batch (perf_counter)
     sizes: list[int] = field(default_factory=list)
@@ -69,9 +69,10 @@ class _LoopQueue:
 class EmbedBatcher:
     """Collects concurrent ``embed`` calls per event loop and runs them as one batch."""
 
-    def __init__(self, embed_many: EmbedMany, max_batch: int = 64) -> None:
+    def __init__(self, embed_many: EmbedMany, max_batch: int = 64, max_running: int = 1) -> None:
         self._embed_many = embed_many
         self._max_batch = max_batch
+        self._max_running = max_running
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue] = (
             weakref.WeakKeyDictionary()
         )
@@ -91,13 +92,15 @@ class EmbedBatcher:
             with self._lock:  # loops of several threads may arrive at once
                 self._forget_closed_loops()
                 queue = self._queues.setdefault(loop, _LoopQueue())
+        # the queue drains ``max_running`` batches at a time
+        queued = -(-(queue.waiting() + 1) // self._max_running)
         if deadline is not None and not self.load.finishes_by(
-            deadline, queue.waiting() + 1, queue.busy_until, time.perf_counter()
+            deadline, queued, queue.busy_until, time.perf_counter()
         ):
             raise Overloaded
         future: asyncio.Future[np.ndarray | None] = loop.create_future()
         queue.pending.append((text, future))
-        if not queue.running and not queue.scheduled:
+        if queue.running < self._max_running and not queue.scheduled:
             queue.scheduled = True
             loop.call_soon(self._flush, loop, queue)
         return await future
@@ -124,7 +127,7 @@ class EmbedBatcher:
             if queue.pending:
                 self._flush(loop, queue)
             return
-        queue.running = True
+        queue.running += 1
         queue.sizes.append(len(batch))
         task = loop.create_task(self._run(loop, queue, batch))
         self._tasks.add(task)
@@ -150,7 +153,7 @@ class EmbedBatcher:
                 if not future.done():
                     future.set_result(vector)
         finally:
-            queue.running = False
+            queue.running -= 1
             queue.busy_until = 0.0  # the model is free now, however long the batch was predicted
-            if queue.pending:
+            if queue.pending and not queue.scheduled:
                 self._flush(loop, queue)

@@ -18,12 +18,17 @@ from .._paths import cache_dir as default_cache_dir
 from .._settings import DEFAULT_EMBEDDING_MODEL, CacheSettings
 from ._model_resolve import ResolvedModel, model_slug, resolve_model
 
-__all__ = ["Embedder", "ModelFingerprint"]
+__all__ = ["CONCURRENT_RUNS", "Embedder", "ModelFingerprint"]
 
 # Texts go to the model shortest first, 8 at a time: every text in a model batch is padded to the
 # longest one, and on CPU that padding costs more than the extra calls (measured on Quora
 # questions, 16-64 per call: 1.2-1.5 ms per text, against 2.0 ms unsorted in batches of 32).
 _BATCH_SIZE = 8
+# Model calls that may run at once on one session (ONNX Runtime's run and fastembed's tokenizing
+# are thread-safe): with two, a small batch no longer leaves the second core idle while it runs
+# and a guard's phrase check no longer waits behind a whole batch (issue #16,
+# bench/results/fragments/throughput.md); more would only oversubscribe the intra-op threads.
+CONCURRENT_RUNS = 2
 _REGISTRY_LOCK = threading.Lock()
 
 
@@ -193,7 +198,7 @@ class Embedder:
         self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._threads = threads
         self._load_lock = threading.Lock()
-        self._run_lock = threading.Lock()
+        self._runs = threading.BoundedSemaphore(CONCURRENT_RUNS)
         self._loaded: _Loaded | None = None
         self._failure: ModelError | None = None
 
@@ -279,7 +284,7 @@ class Embedder:
             return np.zeros((0, state.fingerprint.dim), dtype=np.float32)
         try:
             order = sorted(range(len(batch)), key=lambda i: len(batch[i]))
-            with self._run_lock:
+            with self._runs:
                 rows = list(state.engine.embed([batch[i] for i in order], batch_size=_BATCH_SIZE))
             vectors = np.empty((len(batch), state.fingerprint.dim), dtype=np.float32)
             vectors[order] = np.asarray(rows, dtype=np.float32).reshape(vectors.shape)
