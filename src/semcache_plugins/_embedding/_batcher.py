@@ -120,18 +120,18 @@ class EmbedBatcher:
         return list(queue.sizes) if queue else []
 
     def _flush(self, loop: asyncio.AbstractEventLoop, queue: _LoopQueue) -> None:
+        """Start batches from the queue while fewer than ``max_running`` are under way."""
         queue.scheduled = False
-        batch = [(t, f) for t, f in queue.pending[: self._max_batch] if not f.done()]
-        del queue.pending[: self._max_batch]
-        if not batch:
-            if queue.pending:
-                self._flush(loop, queue)
-            return
-        queue.running += 1
-        queue.sizes.append(len(batch))
-        task = loop.create_task(self._run(loop, queue, batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        while queue.pending and queue.running < self._max_running:
+            batch = [(t, f) for t, f in queue.pending[: self._max_batch] if not f.done()]
+            del queue.pending[: self._max_batch]
+            if not batch:
+                continue
+            queue.running += 1
+            queue.sizes.append(len(batch))
+            task = loop.create_task(self._run(loop, queue, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _run(
         self,
@@ -155,5 +155,5 @@ class EmbedBatcher:
         finally:
             queue.running -= 1
             queue.busy_until = 0.0  # the model is free now, however long the batch was predicted
-            if queue.pending and not queue.scheduled:
+            if not queue.scheduled:
                 self._flush(loop, queue)
