@@ -1,8 +1,10 @@
 """Micro-batching of embeddings for concurrent async lookups.
 
-Texts requested during one event-loop tick (and while a batch is running) are embedded together
+Texts requested during one event-loop tick (and while batches are running) are embedded together
 in one call on a worker thread: 32 concurrent lookups cost about one batched model call instead
-of 32 serialized ones, and the event loop never runs the model.
+of 32 serialized ones, and the event loop never runs the model. Up to ``max_running`` batches
+are under way at once (the cache uses the embedder's ``CONCURRENT_RUNS``): the next batch forms
+and starts while one runs, so a small batch does not leave the second core idle.
 
 Load shedding: a request with a deadline that the queue ahead of it cannot meet (judged from the
 measured seconds per text) is refused at once with ``Overloaded``: under overload a lookup turns
