@@ -22,7 +22,7 @@ from bench.core_latency import timed
 from bench.peers import PeerCache, SharedEmbedder
 from semcache_plugins._cache._index import HNSW_EF_RUNTIME, VECTOR_FIELD
 
-__all__ = ["FLOOR_TIERS", "Floor", "floor_rows"]
+__all__ = ["FLOOR_TIERS", "Floor", "floor_rows", "floor_summary"]
 
 #: The tiers a floor is timed on: queries the cache has not seen (their embedding is paid).
 FLOOR_TIERS = ("paraphrase", "miss")
@@ -86,3 +86,26 @@ def floor_rows(
             name = f"*floor (reference, not a peer): stock embedding + raw KNN 1 on {floor.label}*"
             p50, p99 = cell(ms, reference, 50), cell(ms, reference, 99)
             yield f"| {size:,} | {tier} | {name} | {p50} | {p99} | {len(ms)}/{len(ms)} |"
+
+
+def floor_summary(
+    entries: int, by_peer: dict[str, dict[str, list[float]]], floors: Iterable[Floor]
+) -> str | None:
+    """One line per cache size for #16's new-prompt goal: p50 over paraphrase and miss queries
+    pooled, of RedisVL's check, ours and each floor, as ratios to RedisVL's check."""
+    reference = [ms for tier in FLOOR_TIERS for ms in by_peer.get("redisvl", {}).get(tier, [])]
+    if not reference:
+        return None
+    base = float(np.percentile(reference, 50))
+    parts = [f"RedisVL `check` {base:.2f} ms"]
+    ours = [ms for tier in FLOOR_TIERS for ms in by_peer.get("ours", {}).get(tier, [])]
+    if ours:
+        parts.append(
+            f"ours {np.percentile(ours, 50):.2f} ms ({np.percentile(ours, 50) / base:.2f}x)"
+        )
+    for floor in floors:
+        pooled = [ms for tier in FLOOR_TIERS for ms in floor.samples[tier]]
+        if pooled:
+            p50 = float(np.percentile(pooled, 50))
+            parts.append(f"floor on {floor.label} {p50:.2f} ms ({p50 / base:.2f}x)")
+    return f"- {entries:,} entries, new prompts (paraphrase + miss, p50): " + "; ".join(parts)
