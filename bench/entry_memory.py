@@ -16,12 +16,24 @@ the peer benchmark runs it) on an embedded Redis this script starts, then prints
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 import uuid
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import redis
 
+from bench.core_latency import (
+    MODEL,
+    PARAMS,
+    ask,
+    cached_vectors,
+    load_questions,
+    store_seeded,
+    timed,
+)
 from semcache_plugins import CacheCore, Embedder
 from semcache_plugins.embedded import EmbeddedRedis
 
@@ -122,12 +134,70 @@ def run(url: str, entries: int) -> None:
         client.close()
 
 
+def latency_ab(url: str, embedder: Embedder, entries: int, rounds: int) -> None:
+    """Store and lookup cost, default hash encoding (A) against listpack entries (B), in
+    alternating rounds: shipped questions with their vectors seeded (Redis's side only), L1 off
+    (every exact lookup reads Redis). Per round: a 100-entry ``store_many``, then every pair's
+    stored side (exact) and its duplicate (semantic hit or miss: KNN + candidate reads)."""
+    client: Any = redis.Redis.from_url(url)
+    fill, pairs = load_questions(entries + 100 * rounds)
+    pairs = pairs[:200]
+    cache = Path.home() / ".cache" / "semcache" / "bench"
+    vectors = cached_vectors(embedder, fill, cache, "shipped-fill")
+    asked = [text for pair in pairs for text in pair]
+    asked_vectors = cached_vectors(embedder, asked, cache, "shipped-pairs-both")
+    cores: dict[str, CacheCore] = {}
+    for name, listpack in (("A hashtable", 64), ("B listpack", 2048)):
+        client.config_set("hash-max-listpack-value", listpack)
+        core = CacheCore(
+            redis_url=url,
+            index_prefix=f"mem-{uuid.uuid4().hex[:8]}",
+            embedder=embedder,
+            l1_cache=False,
+        )
+        for text, vector in zip(asked, asked_vectors, strict=True):
+            core.internals.work.vectors.put(" ".join(text.split()), vector)
+        rows = [(t, {"a": i}, vectors[i]) for i, t in enumerate(fill[:entries])]
+        rows += [(a, {"pair": i}, asked_vectors[2 * i]) for i, (a, _) in enumerate(pairs)]
+        store_seeded(core, rows)
+        cores[name] = core
+    times = {name: {"store": [], "exact": [], "other": []} for name in cores}
+    for r in range(rounds):
+        chunk = slice(entries + 100 * r, entries + 100 * (r + 1))
+        rows = [(t, {"r": r}, v) for t, v in zip(fill[chunk], vectors[chunk], strict=True)]
+        for name, core in cores.items():
+            client.config_set("hash-max-listpack-value", 64 if name.startswith("A") else 2048)
+            times[name]["store"].append(timed(partial(store_seeded, core, rows))[1] / len(rows))
+            for what, side in (("exact", 0), ("other", 1)):
+                ms = [timed(partial(core.lookup, ask(p[side]), MODEL, PARAMS))[1] for p in pairs]
+                times[name][what].append(statistics.median(ms))
+    client.config_set("hash-max-listpack-value", 64)
+    for what in ("store", "exact", "other"):
+        base = statistics.median(times["A hashtable"][what])
+        for name in cores:
+            values = times[name][what]
+            med = statistics.median(values)
+            print(
+                f"{what:<6} {name:<12} {med:.3f} ms (rounds {min(values):.3f}-{max(values):.3f}) "
+                f"{med / base:.2f}x"
+            )
+    for core in cores.values():
+        core.clear()
+        core.close()
+    client.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--entries", type=int, default=2000)
+    parser.add_argument("--ab-rounds", type=int, default=0, help="also time store/lookup A/B")
     args = parser.parse_args(argv)
     with EmbeddedRedis() as server:  # its own server: the script changes a server setting
         run(server.url, args.entries)
+        if args.ab_rounds:
+            embedder = Embedder()
+            embedder.load()
+            latency_ab(server.url, embedder, args.entries, args.ab_rounds)
 
 
 if __name__ == "__main__":
