@@ -273,6 +273,8 @@ def sweep(streams: list[Stream], replays: list[Replay], base: ConsensusPolicy) -
         "quorum_reach": (0.25, 0.20, 0.15, 0.10),
         "thin_gap": (0.08, 0.15, 0.25),
         "floor": (0.5, 0.6, 0.7),
+        "wide_gap": (0.08, 0.10, 0.12, 0.15),
+        "wide_share": (0.75, 0.80, 0.85, 0.90),
     }
     natural = [(s, r) for s, r in zip(streams, replays, strict=True) if "fow" not in s.name]
     print("| varied | value | " + " | ".join(f"{s.name}: hit rate / precision" for s, _ in natural)
@@ -312,7 +314,12 @@ def core_replay(stream_name: str, data: Path, emb: ge.CachedEmbedder, limit: int
     with EmbeddedRedis() as server:
         cores = {
             label: CacheCore(
-                redis_url=server.url, index_prefix="bench-consensus", embedder=embedder, **opts
+                redis_url=server.url,
+                index_prefix="bench-consensus",
+                embedder=embedder,
+                socket_timeout=5.0,  # a loaded shared machine: warming 512 rows may outlast 0.5 s
+                lookup_timeout=5.0,  # ... and a lookup cut short would count as a miss
+                **opts,
             )
             for label, opts in (
                 ("rules today", {"consensus": False}),

@@ -4,11 +4,17 @@ Entries are real questions, all in ONE scope, the worst case for the filtered HN
 questions with ``--quora`` (or ``../shared/datasets/qqp_gptcache``), else the shipped datasets
 (``bench.data``). Semantic hits are queried with the paired duplicate question.
 Embeddings are computed once and kept under ``--cache`` so re-runs only pay for Redis.
+
+"exact repeat" rows time entries already read once (the pairs' stored sides), through the
+in-process L1 (on by default) and a second core on the same index without it, in alternating
+rounds (``bench.l1_speed``'s timing); then another client deletes entries the L1 holds and the
+next lookups are checked for stale hits (``bench.l1_speed.coherence``).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,6 +26,7 @@ import numpy as np
 import redis
 
 from bench.data import add_quora_arguments, question_rows, quora_from
+from bench.l1_speed import coherence, repeat_ms
 from semcache_plugins import CacheCore, Embedder
 from semcache_plugins._cache._warm import WarmItem
 from semcache_plugins._cli._cache import drop_index
@@ -27,6 +34,11 @@ from semcache_plugins._cli._cache import drop_index
 SYSTEM = {"role": "system", "content": "Answer questions from a Q&A site."}
 PARAMS = {"temperature": 0}
 MODEL = "bench-llm"
+#: Exact-repeat timing: alternating rounds of L1 on / off, lookups per round.
+REPEAT_ROUNDS = 5
+REPEAT_CALLS = 2000
+#: Invalidation trials (another client's DEL of an entry the L1 holds), at most.
+INVALIDATION_TRIALS = 100
 
 
 def ask(text: str) -> list[dict[str, str]]:
@@ -103,6 +115,42 @@ def drop_cache(core: CacheCore) -> None:
         drop_index(client, core.layout.name)
 
 
+def exact_repeats(
+    on: CacheCore, off: CacheCore, stored: list[str], url: str, trials: int, out: Any, size: int
+) -> None:
+    """Rows "exact repeat (L1)" / "(no L1)": lookups of ``stored`` questions (each read once
+    already), L1 on and off in alternating rounds; p50 = median of round medians (spread in
+    the note), p99 over all; then another client's DEL of an entry ``on``'s L1 holds."""
+
+    def request(i: int) -> tuple[list[dict[str, str]], str, dict[str, Any]]:
+        return ask(stored[i]), MODEL, PARAMS
+
+    times: dict[str, list[list[float]]] = {"L1": [], "no L1": []}
+    for core in (on, off):  # warm-up: every entry read through each core once more
+        repeat_ms(core, request, len(stored), len(stored))
+    for _ in range(REPEAT_ROUNDS):
+        for name, core in (("L1", on), ("no L1", off)):
+            times[name].append(repeat_ms(core, request, REPEAT_CALLS, len(stored)))
+    medians = {name: [statistics.median(r) for r in rounds] for name, rounds in times.items()}
+    for name, rounds in times.items():
+        pooled = [ms for r in rounds for ms in r]
+        p50 = statistics.median(medians[name])
+        out(
+            f"{size:>8} {'exact repeat (' + name + ')':<20} {p50:7.3f} "
+            f"{np.percentile(pooled, 99):7.3f} {len(pooled):5d}"
+        )
+    spread = {name: f"{min(m):.3f}-{max(m):.3f}" for name, m in medians.items()}
+    ratio = statistics.median(medians["L1"]) / statistics.median(medians["no L1"])
+    found = coherence(on, url, trials)
+    out(
+        f"{size:>8} {'(L1 notes)':<20} exact repeats of {len(stored)} entries read once before, "
+        f"{REPEAT_ROUNDS} alternating rounds x {REPEAT_CALLS} lookups; p50 = median of round "
+        f"medians (rounds: L1 {spread['L1']}, no L1 {spread['no L1']} ms; L1/no L1 "
+        f"{ratio:.2f}x)"
+    )
+    out(f"{size:>8} {'(L1 invalidation)':<20} {found.summary()}")
+
+
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     started = time.perf_counter()
     result = fn()
@@ -126,7 +174,7 @@ def run(
     pairs = pairs[:samples]
     out("## Lookup latency by tier (ms; one scope; MiniLM fp32 on this machine)\n")
     out(f"questions: {question_rows(quora)[0]}\n")
-    out(f"{'entries':>8} {'tier':<14} {'p50':>7} {'p99':>7} {'n':>5}")
+    out(f"{'entries':>8} {'tier':<20} {'p50':>7} {'p99':>7} {'n':>5}")
     for size in sizes:
         core = CacheCore(
             redis_url=redis_url, index_prefix=f"bench-{uuid.uuid4().hex[:8]}", embedder=embedder
@@ -145,10 +193,20 @@ def run(
                 miss.append(ms)
             elif hit.response == {"pair": i}:
                 semantic.append(ms)
-        out(f"{size:>8} {'exact hit':<14} {percentiles(exact)}")
-        out(f"{size:>8} {'semantic hit':<14} {percentiles(semantic)}")
-        out(f"{size:>8} {'miss':<14} {percentiles(miss)}")
-        out(f"{size:>8} {'(load)':<14} {load_s:7.1f}s for {size} entries")
+        out(f"{size:>8} {'exact hit (1st read)':<20} {percentiles(exact)}")
+        out(f"{size:>8} {'semantic hit':<20} {percentiles(semantic)}")
+        out(f"{size:>8} {'miss':<20} {percentiles(miss)}")
+        without_l1 = CacheCore(
+            redis_url=redis_url,
+            index_prefix=core.settings.index_prefix,
+            embedder=embedder,
+            l1_cache=False,
+        )
+        stored = [a for a, _ in pairs]
+        trials = min(INVALIDATION_TRIALS, len(pairs))
+        exact_repeats(core, without_l1, stored, redis_url, trials, out, size)
+        out(f"{size:>8} {'(load)':<20} {load_s:7.1f}s for {size} entries")
+        without_l1.close()
         drop_cache(core)
         core.close()
     embed_ms = [timed(partial(embedder.embed, [b]))[1] for _, b in pairs[:100]]

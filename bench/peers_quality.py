@@ -13,6 +13,7 @@ draws precision vs hit rate curves from ``nearest()``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import math
 import sys
@@ -353,7 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"- texts the model embedded while the systems ran (not seeded; guard phrases): {live}")
     if results:
         plot(streams, results, args.plot)
-        print(f"\nPlot: `{args.plot}`")
+        shown = Path(args.plot).resolve()
+        with contextlib.suppress(ValueError):  # inside the checkout: say where in it
+            shown = shown.relative_to(Path(__file__).resolve().parents[1])
+        print(f"\nPlot: `{shown}`")
     return 0
 
 

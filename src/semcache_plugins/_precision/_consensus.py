@@ -18,8 +18,11 @@ nearest candidate holding another answer (or minus ``floor`` when none does):
 - 2 to ``quorum - 1`` holders: today's rule, with a gap of at least ``thin_gap`` (a thin
   neighbourhood must be clean: a small cache of paraphrases with one answer still serves);
 - ``quorum`` holders or more: similarity >= threshold - ``reach`` (the neighbourhood vouches
-  for a little less similarity), gap >= ``gap``, weighted share of *a* >= ``share`` and the
-  ``quorum``-th holder at least threshold - ``quorum_reach`` similar.
+  for a little less similarity), gap >= ``gap``, weighted share of *a* >= ``share`` (or >=
+  ``wide_share`` when the gap is at least ``wide_gap``: a clearly separated answer may have a
+  few farther dissenters) and the ``quorum``-th holder at least threshold - ``quorum_reach``
+  similar. Failing that, it is still served as a thin neighbourhood would be (similarity >=
+  threshold, gap >= ``thin_gap``): more holders never refuse what fewer would serve.
 
 The similarities asked for move with the threshold (a stricter threshold stays stricter); the
 vote floor and the gaps do not.
@@ -61,6 +64,8 @@ class ConsensusPolicy:
     quorum: int = 4  # holders needed to serve below the threshold
     quorum_reach: float = 0.15  # ... the quorum-th of them from the threshold minus this
     thin_gap: float = 0.25  # 2..quorum-1 holders: the gap today's rule must also keep
+    wide_gap: float = 0.10  # with a quorum and a gap this wide ...
+    wide_share: float = 0.85  # ... this weighted share suffices (see b77.md)
 
 
 def consensus_order(
@@ -86,10 +91,12 @@ def consensus_order(
         share = sum(weights[index] for index in holders) / sum(weights)
         allowed = (
             gap >= policy.gap
-            and share >= policy.share
+            and (share >= policy.share or (gap >= policy.wide_gap and share >= policy.wide_share))
             and close[holders[policy.quorum - 1]][0] >= threshold - policy.quorum_reach
         )
         lowest = threshold - policy.reach
+        if not allowed:  # monotone: served as 2..quorum-1 holders would be
+            allowed, lowest = gap >= max(agreement_margin, policy.thin_gap), threshold
     else:
         margin = agreement_margin if len(holders) == 1 else max(agreement_margin, policy.thin_gap)
         allowed, lowest = gap >= margin, threshold
