@@ -24,7 +24,8 @@ import numpy as np
 from bench.core_latency import tag
 from bench.data import add_quora_arguments, quora_from
 from bench.peers import SharedEmbedder, make_peer
-from bench.peers_speed import CALLERS, THROUGHPUT_FILL, Questions, forget, load, pump
+from bench.peers_speed import CALLERS, THROUGHPUT_FILL, Questions, forget, load
+from bench.peers_throughput import pump
 from semcache_plugins import Embedder
 from semcache_plugins._embedding import _embedder
 from semcache_plugins.embedded import EmbeddedRedis
