@@ -64,6 +64,24 @@ CLOSED = [
     ),
     ("Is Monday before Tuesday?", "Is Tuesday before Monday?"),
 ]
+#: Status and role classes: obligation, employment status, counterpart roles, travel cabins.
+ROLES = [
+    ("Is the induction course compulsory?", "Is the induction course optional?"),
+    ("Is voting mandatory in Belgium?", "Is voting voluntary in Belgium?"),
+    ("Are seat belts obligatory on coaches?", "Are seat belts optional on coaches?"),
+    ("Which pension do self-employed people get?", "Which pension do employees get?"),
+    ("Can I get a mortgage if I'm self-employed?", "Can I get a mortgage if I'm unemployed?"),
+    ("What tax do freelancers pay on savings?", "What tax do pensioners pay on savings?"),
+    ("Do employed people pay national insurance?", "Do retired people pay national insurance?"),
+    ("Who fixes the boiler, the landlord?", "Who fixes the boiler, the tenant?"),
+    ("What must a landlord tell the council?", "What must a renter tell the council?"),
+    ("What rights does a lessee have?", "What rights does a lessor have?"),
+    ("Can a creditor freeze my account?", "Can a debtor freeze my account?"),
+    ("Is the driver insured in an accident?", "Is the passenger insured in an accident?"),
+    ("How many bags can economy passengers take?", "How many bags can first class passengers take?"),
+    ("Do business class seats recline fully?", "Do premium economy seats recline fully?"),
+    ("Is food free in economy class?", "Is food free in business class?"),
+]
 CODE = [
     ("What is 2+3?", "What is 2*3?"),
     ("What is 2 - 3?", "What is 3 - 2?"),
@@ -82,7 +100,7 @@ CODE = [
 ]
 
 
-@pytest.mark.parametrize(("a", "b"), ORDINALS + NUMBER_WORDS + CLOSED + CODE)
+@pytest.mark.parametrize(("a", "b"), ORDINALS + NUMBER_WORDS + CLOSED + ROLES + CODE)
 def test_closed_class_and_code_differences_are_refused(a: str, b: str) -> None:
     for query, cached in ((a, b), (b, a)):
         verdict = check_guards(query, cached, HIGH)
@@ -166,6 +184,12 @@ CONTROLS = [
         "Hi, I'm John, order 4521. Where is my package?",
         "Hi, I'm John, order 4521. Where's my package?",
     ),
+    ("Is the induction course compulsory?", "Is the induction course mandatory?"),
+    ("Which pension do self-employed people get?", "What pension do self employed people get?"),
+    ("Can employees work from home?", "Are employees allowed to work from home?"),
+    ("Who fixes the boiler, the landlord?", "Who repairs the boiler, the landlord?"),
+    ("How many bags can economy passengers take?", "How many bags can economy travellers take?"),
+    ("Is food free in business class?", "Do business class passengers get free food?"),
 ]
 
 

@@ -237,13 +237,18 @@ color: red = red | blue = blue | green = green | yellow = yellow | black = black
     | grey = grey gray | silver = silver | gold = gold golden
 sign: plus = plus positive | minus = minus negative
 truth: true = true | false = false
+employment: employed = employed employee employees | self = self_employed freelance freelancer
+    freelancers sole_trader sole_traders | unemployed = unemployed jobless | retired = retired
+    pensioner pensioners
+cabin: economy = economy economy_class | premium = premium_economy | business = business_class
+    | first = #1th_class
 """)
 
 #: Classes whose words are common in other senses ("in", "on", "close to"): only a replacement
 #: in an aligned differing span counts.
 SPAN_ONLY_CLASSES = _words(
     "order sequence side vertical level direction switch state run amount bound height age size "
-    "sign"
+    "sign cabin"
 )
 
 
@@ -270,7 +275,8 @@ ANTONYM_PAIRS = _pairs(
     "cheap/expensive cheapest/dearest free/paid light/dark top/bottom left/right "
     "north/south east/west inside/outside internal/external input/output "
     "positive/negative arrive/depart arrival/departure arrivals/departures entry/exit "
-    "entrance/exit mandatory/optional required/optional legal/illegal "
+    "entrance/exit mandatory/optional required/optional compulsory/optional obligatory/optional "
+    "compulsory/voluntary mandatory/voluntary legal/illegal "
     "benefit/risk benefits/risks advantage/disadvantage advantages/disadvantages "
     "pros/cons strength/weakness strengths/weaknesses join/leave joining/leaving "
     "connect/disconnect subscribe/unsubscribe install/uninstall show/hide visible/hidden "
@@ -281,7 +287,8 @@ ANTONYM_PAIRS = _pairs(
     "over/under inner/outer upper/lower front/back forward/backward forwards/backwards "
     "encrypt/decrypt encryption/decryption mount/unmount arrive/leave came/went come/go "
     "domestic/international local/international local/foreign national/international "
-    "parent/child employer/employee buyer/seller sender/recipient payer/payee host/guest "
+    "parent/child employer/employee landlord/tenant landlord/renter lessor/lessee "
+    "creditor/debtor driver/passenger buyer/seller sender/recipient payer/payee host/guest "
     "teacher/student doctor/patient question/answer cause/effect cause/cure "
     "upstairs/downstairs uphill/downhill day/night sunrise/sunset summer/winter "
     "inbox/outbox sweet/sour raw/cooked fresh/frozen odd/even plus/minus add/subtract "
