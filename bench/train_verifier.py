@@ -179,11 +179,13 @@ def features(pairs: list[Pair], emb: ge.CachedEmbedder) -> np.ndarray:
     return np.round(np.array(rows), 6)
 
 
-def fit(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, float]:
+def fit(
+    x: np.ndarray, y: np.ndarray, weight: np.ndarray, l2: float = L2
+) -> tuple[np.ndarray, float]:
     """Weighted L2 logistic regression by Newton steps from zero (deterministic)."""
     xb = np.hstack([x, np.ones((len(x), 1))])
     beta = np.zeros(xb.shape[1])
-    ridge = np.eye(xb.shape[1]) * L2
+    ridge = np.eye(xb.shape[1]) * l2
     ridge[-1, -1] = 0.0
     for _ in range(50):
         p = 1.0 / (1.0 + np.exp(-(xb @ beta)))

@@ -40,21 +40,9 @@ L2 = (1.0, 30.0, 300.0)
 
 
 def fit(x: np.ndarray, y: np.ndarray, weight: np.ndarray, l2: float) -> np.ndarray:
-    """Weighted L2 logistic regression by Newton steps (bias last, not penalised)."""
-    xb = np.hstack([x, np.ones((len(x), 1))])
-    beta = np.zeros(xb.shape[1])
-    ridge = np.eye(xb.shape[1]) * l2
-    ridge[-1, -1] = 0.0
-    for _ in range(30):
-        p = 1.0 / (1.0 + np.exp(-(xb @ beta)))
-        step = np.linalg.solve(
-            (xb * (weight * p * (1 - p))[:, None]).T @ xb + ridge,
-            xb.T @ (weight * (p - y)) + ridge @ beta,
-        )
-        beta -= step
-        if float(np.abs(step).max()) < 1e-8:
-            break
-    return beta
+    """``train_verifier.fit``'s weights with the bias appended."""
+    weights, bias = tv.fit(x, y, weight, l2)
+    return np.append(weights, bias)
 
 
 def predict(beta: np.ndarray, x: np.ndarray) -> np.ndarray:
