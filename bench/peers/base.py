@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from semcache_plugins import Embedder
+from semcache_plugins._embedding._embedder import fastembed_model_name
 
 __all__ = ["PEER_MODEL_NOTE", "Entry", "PeerCache", "SharedEmbedder", "StockFastembed"]
 
@@ -49,21 +50,9 @@ class StockFastembed:
 
     def __init__(self, embedder: Embedder) -> None:
         from fastembed import TextEmbedding
-        from fastembed.common.model_description import ModelSource, PoolingType
 
-        fingerprint = embedder.fingerprint
         directory = embedder.model_dir
-        name = f"bench-stock/{fingerprint.digest}"
-        known = {d.model.lower() for d in TextEmbedding._list_supported_models()}
-        if name.lower() not in known:
-            TextEmbedding.add_custom_model(
-                model=name,
-                pooling=PoolingType.CLS if fingerprint.pooling == "cls" else PoolingType.MEAN,
-                normalization=fingerprint.normalized,
-                sources=ModelSource(hf=name),
-                dim=fingerprint.dim,
-                model_file="model.onnx",
-            )
+        name = fastembed_model_name(embedder.fingerprint, embedder.model_file)
         self.engine = TextEmbedding(
             model_name=name, cache_dir=str(directory), specific_model_path=str(directory)
         )

@@ -18,7 +18,14 @@ from .._paths import cache_dir as default_cache_dir
 from .._settings import DEFAULT_EMBEDDING_MODEL, CacheSettings
 from ._model_resolve import ResolvedModel, model_slug, resolve_model
 
-__all__ = ["CONCURRENT_RUNS", "SPIN_DURATION_US", "Embedder", "ModelFingerprint", "spin_config"]
+__all__ = [
+    "CONCURRENT_RUNS",
+    "SPIN_DURATION_US",
+    "Embedder",
+    "ModelFingerprint",
+    "fastembed_model_name",
+    "spin_config",
+]
 
 # Texts go to the model shortest first, 8 at a time: every text in a model batch is padded to the
 # longest one, and on CPU that padding costs more than the extra calls (measured on Quora
@@ -84,16 +91,14 @@ def _onnx_output_dim(path: Path) -> int:
     return size
 
 
-def _open_engine(
-    resolved: ResolvedModel, fingerprint: ModelFingerprint, threads: int | None, spin_us: int
-) -> Any:
-    """Register ``resolved`` as a fastembed custom model (once per fingerprint) and load it."""
+def fastembed_model_name(fingerprint: ModelFingerprint, model_file: str) -> str:
+    """The name fastembed opens this model by, registered as a custom model (once per
+    fingerprint and file): fastembed knows only hub models, and the hub is never asked."""
     from fastembed import TextEmbedding
     from fastembed.common.model_description import ModelSource, PoolingType
 
     slug = model_slug(fingerprint.model_id)
-    name = f"semcache/{slug}-{fingerprint.digest}-{model_slug(resolved.model_file)}"
-    path = resolved.path / resolved.model_file
+    name = f"semcache/{slug}-{fingerprint.digest}-{model_slug(model_file)}"
     with _REGISTRY_LOCK:
         known = {
             description.model.lower() for description in TextEmbedding._list_supported_models()
@@ -105,8 +110,19 @@ def _open_engine(
                 normalization=fingerprint.normalized,
                 sources=ModelSource(hf=name),
                 dim=fingerprint.dim,
-                model_file=resolved.model_file,
+                model_file=model_file,
             )
+    return name
+
+
+def _open_engine(
+    resolved: ResolvedModel, fingerprint: ModelFingerprint, threads: int | None, spin_us: int
+) -> Any:
+    """Load ``resolved`` through fastembed, with our session options (``_tune_session``)."""
+    from fastembed import TextEmbedding
+
+    name = fastembed_model_name(fingerprint, resolved.model_file)
+    path = resolved.path / resolved.model_file
     try:
         engine = TextEmbedding(
             model_name=name,
@@ -311,6 +327,11 @@ class Embedder:
     def model_dir(self) -> Path:
         """The directory the ONNX model was loaded from."""
         return self._state().resolved.path
+
+    @property
+    def model_file(self) -> str:
+        """The ONNX file in ``model_dir`` that was loaded."""
+        return self._state().resolved.model_file
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """An ``(len(texts), dim)`` float32 array of L2-normalized sentence embeddings."""
