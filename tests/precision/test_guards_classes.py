@@ -78,7 +78,7 @@ ROLES = [
     ("What rights does a lessee have?", "What rights does a lessor have?"),
     ("Can a creditor freeze my account?", "Can a debtor freeze my account?"),
     ("Is the driver insured in an accident?", "Is the passenger insured in an accident?"),
-    ("How many bags can economy passengers take?", "How many bags can first class passengers take?"),
+    ("How many bags can economy passengers take?", "How many bags can first class flyers take?"),
     ("Do business class seats recline fully?", "Do premium economy seats recline fully?"),
     ("Is food free in economy class?", "Is food free in business class?"),
 ]
