@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from semcache_plugins import CacheCore, Embedder
+from semcache_plugins._cli._fake_llm import FakeLLM, echo_answer
 from semcache_plugins.embedded import EmbeddedRedis, resolve_redis_url
 
 
@@ -171,3 +172,11 @@ def make_core(
     yield make
     for core in made:
         core.close()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeLLM]:
+    """A fresh local OpenAI-compatible server (the one fake provider): echoes the question."""
+    server = FakeLLM(delay=0, answer=echo_answer).start()
+    yield server
+    server.stop()

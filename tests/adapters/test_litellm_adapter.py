@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,9 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetc
 
 import litellm  # noqa: E402
 
+from litellm_reads import content, is_hit
 from semcache_plugins import ConfigurationError, Embedder  # noqa: E402
-from semcache_plugins._cli._fake_llm import EMBEDDINGS_PATH, FakeLLM, echo_answer  # noqa: E402
+from semcache_plugins._cli._fake_llm import EMBEDDINGS_PATH, FakeLLM  # noqa: E402
 from semcache_plugins.embedded import EmbeddedRedis  # noqa: E402
 from semcache_plugins.litellm import SemCache  # noqa: E402
 
@@ -59,23 +60,8 @@ def ask(text: str, system: dict[str, str] | None = SYSTEM) -> list[dict[str, Any
     return [*([system] if system else []), {"role": "user", "content": text}]
 
 
-def content(response: Any) -> str:
-    return str(response.choices[0].message.content)
-
-
 def semcache_info(response: Any) -> dict[str, Any] | None:
     return response._hidden_params.get("semcache")
-
-
-def is_hit(response: Any) -> bool:
-    return response._hidden_params.get("cache_hit") is True
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLM]:
-    server = FakeLLM(delay=0, answer=echo_answer).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

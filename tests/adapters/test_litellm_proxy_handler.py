@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
 from litellm.litellm_core_utils.sensitive_data_masker import SensitiveDataMasker  # noqa: E402
 
 from semcache_plugins import Embedder  # noqa: E402
-from semcache_plugins._cli._fake_llm import FakeLLM, echo_answer  # noqa: E402
+from semcache_plugins._cli._fake_llm import FakeLLM  # noqa: E402
 from semcache_plugins.litellm_proxy import (  # noqa: E402
     ProxySemCache,
     SemcacheProxyHandler,
@@ -76,13 +76,6 @@ class Captured(CustomLogger):
         self, kwargs: Any, response_obj: Any, *args: Any, **more: Any
     ) -> None:
         self.payloads.append(kwargs.get("standard_logging_object") or {})
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLM]:
-    server = FakeLLM(delay=0, answer=echo_answer).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetc
 
 import litellm  # noqa: E402
 
+from litellm_reads import is_hit
 from semcache_plugins._adapters._litellm_convert import CallRequest, to_request  # noqa: E402
 from semcache_plugins._adapters._litellm_tenant import (
     END_USER_FIELD,
@@ -58,10 +59,6 @@ SLOW = settings(
 
 def ask(text: str) -> list[dict[str, Any]]:
     return [SYSTEM, {"role": "user", "content": text}]
-
-
-def is_hit(response: Any) -> bool:
-    return response._hidden_params.get("cache_hit") is True
 
 
 def unique(text: str) -> str:

@@ -26,6 +26,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetc
 
 import litellm  # noqa: E402
 
+from litellm_reads import content, is_hit
 from semcache_plugins import CacheCore, SemcacheError, SerializationError  # noqa: E402
 from semcache_plugins._adapters._litellm_convert import to_request  # noqa: E402
 from semcache_plugins._cache._scope import plan_request  # noqa: E402
@@ -108,14 +109,6 @@ def chat(messages: Any, answer: str = "The provider's answer.", **kwargs: Any) -
 
 async def achat(messages: Any, answer: str = "The provider's answer.", **kwargs: Any) -> Any:
     return await litellm.acompletion(model=MODEL, messages=messages, mock_response=answer, **kwargs)
-
-
-def content(response: Any) -> str:
-    return str(response.choices[0].message.content)
-
-
-def is_hit(response: Any) -> bool:
-    return response._hidden_params.get("cache_hit") is True
 
 
 def count(core: CacheCore, name: str) -> int:

@@ -35,6 +35,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetc
 
 import litellm  # noqa: E402
 
+from litellm_reads import is_hit
 from semcache_plugins import (  # noqa: E402
     BackendError,
     CacheClosedError,
@@ -89,10 +90,6 @@ def chat(answer: str = ANSWER) -> Any:
 
 async def achat(answer: str = ANSWER) -> Any:
     return await litellm.acompletion(model=MODEL, messages=ask(), mock_response=answer)
-
-
-def is_hit(response: Any) -> bool:
-    return response._hidden_params.get("cache_hit") is True
 
 
 # -- clients passed in ---------------------------------------------------------------------------

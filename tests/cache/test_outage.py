@@ -32,6 +32,7 @@ from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
 from langchain_openai import ChatOpenAI  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
+from litellm_reads import is_hit
 from semcache_plugins import CacheCore, Embedder  # noqa: E402
 from semcache_plugins._cli._fake_llm import FakeLLM, echo_answer  # noqa: E402
 from semcache_plugins.embedded import EmbeddedRedis  # noqa: E402
@@ -161,10 +162,6 @@ async def achat(fake: FakeLLM, text: str, **kwargs: Any) -> Any:
 
 def answer(response: Any) -> str:
     return str(response.choices[0].message.content)
-
-
-def is_hit(response: Any) -> bool:
-    return response._hidden_params.get("cache_hit") is True
 
 
 def errors(core: CacheCore) -> int:
