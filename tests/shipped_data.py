@@ -18,6 +18,17 @@ def fow_pairs() -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def fow_conversations() -> list[dict[str, Any]]:
+    """fow-cache's 240 multi-turn pairs (``conv-parts`` and ``conv-long``; ``a`` and ``b`` are
+    message lists, ``subtype``, ``same_answer``)."""
+    folder = DATASETS / "fow_cache"
+    rows = []
+    for name in sorted([*folder.glob("conv-parts/*.jsonl"), *folder.glob("conv-long/*.jsonl")]):
+        with name.open(encoding="utf-8") as handle:
+            rows += [json.loads(line) for line in handle if line.strip()]
+    return rows
+
+
 def banking77(split: str) -> list[tuple[str, str]]:
     """Banking77 ``(text, category)`` rows of ``train`` or ``test``."""
     with (DATASETS / "banking77" / f"{split}.csv").open(newline="", encoding="utf-8") as handle:
