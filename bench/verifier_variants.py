@@ -1,12 +1,14 @@
 """Verifier variants that did not ship, measured so the next attempt starts from figures.
 
-Run ``python -m bench.verifier_variants`` (cold: ~70k texts embedded, a few minutes; vectors
+Run ``python -m bench.verifier_variants`` (cold: ~125k texts embedded, ~15 minutes; vectors
 are cached under ``--cache`` like ``guards_eval``'s). Two experiments, each scored against the
 rules with the threshold swept (what the cache does without a verifier):
 
 1. *Pair-vector heads*: the shipped features plus the elementwise product and absolute
    difference of the two texts' vectors (an SBERT-style classifier head, 768 columns) and/or of
-   the two differing spans' vectors, trained on the shipped verifier's train-side pairs
+   the two differing spans' vectors, or the model's vector of the two texts read at once
+   ("a [SEP] b" and "b [SEP] a", averaged, with three cosines; the nearest thing to a
+   cross-encoder this model offers), trained on the shipped verifier's train-side pairs
    (``train_verifier.training_pairs``, floor 0.50) and scored on fow-cache's held-out half,
    Banking77 test and CLINC150 test + oos (nearest train question), behind the rules.
 2. *In-domain fow-cache*: trained on the design half only, scored on the held-out half; the
@@ -90,6 +92,10 @@ class PairSet:
         two = [span_texts(p.query, p.cached) for p in pairs]
         spans = sorted({s for t in two if t for s in t})
         span_vectors = emb.corpus(f"variants-{name}-spans", spans) if spans else None
+        # both texts read by the model at once ("a [SEP] b", both orders): its attention sees
+        # across the pair, as a cross-encoder's does, though it was trained on single texts
+        self.ab = emb.corpus(f"variants-{name}-ab", [f"{p.query} [SEP] {p.cached}" for p in pairs])
+        self.ba = emb.corpus(f"variants-{name}-ba", [f"{p.cached} [SEP] {p.query}" for p in pairs])
         self.sa, self.sb = np.zeros_like(self.qa), np.zeros_like(self.qa)
         if span_vectors is not None:
             where = {s: i for i, s in enumerate(spans)}
@@ -103,6 +109,11 @@ class PairSet:
             parts += [self.qa * self.qb, np.abs(self.qa - self.qb)]
         if "span" in kind:
             parts += [self.sa * self.sb, np.abs(self.sa - self.sb)]
+        if "joint" in kind:
+            joint = (self.ab + self.ba) / 2
+            cosines = [np.einsum("ij,ij->i", x, y) for x, y in
+                       ((self.ab, self.ba), (joint, self.qa), (joint, self.qb))]  # fmt: skip
+            parts += [joint, np.stack(cosines, axis=1)]
         return np.hstack(parts)
 
 
@@ -137,7 +148,7 @@ def heads(data: Path, emb: ge.CachedEmbedder) -> list[str]:
         lines.append(f"| {name} | rules, threshold swept | - | "
                      f"{rules_row(test.sims, test.allowed, test.y)} |")  # fmt: skip
     for kind in ("shipped features", "+ whole-text pair vectors", "+ span pair vectors",
-                 "+ whole + span pair vectors"):  # fmt: skip
+                 "+ whole + span pair vectors", "+ joint encoding of the pair"):  # fmt: skip
         x = train.columns(kind)
         mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-3)
         for l2 in L2:

@@ -119,8 +119,8 @@ async def make_litellm_cache(
 ) -> AsyncIterator[Callable[..., Any]]:
     """Build ``SemCache``s, each installed as ``litellm.cache``; the old one is restored after.
 
-    A generous lookup timeout by default: on a loaded CI machine, a timed-out lookup is a
-    (correct) miss that would still break the request counts the tests assert."""
+    Generous lookup and socket timeouts by default: on a loaded CI machine, a timed-out lookup
+    or connect is a (correct) miss that would still break the request counts the tests assert."""
     import litellm
 
     from semcache_plugins.litellm import SemCache
@@ -130,7 +130,7 @@ async def make_litellm_cache(
 
     def make(**options: Any) -> SemCache:
         defaults = {"redis_url": redis_url, "index_prefix": index_prefix, "embedder": embedder}
-        cache = SemCache(**{**defaults, "lookup_timeout": 5.0, **options})
+        cache = SemCache(**{**defaults, "lookup_timeout": 5.0, "socket_timeout": 5.0, **options})
         made.append(cache)
         litellm.cache = cache
         return cache

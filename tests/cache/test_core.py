@@ -86,7 +86,9 @@ def test_scope_changes_miss_and_equivalent_params_hit(core: CacheCore) -> None:
     assert hit is not None and hit.response == "A"
 
 
-def test_guards_refuse_changed_numbers_and_negations(core: CacheCore) -> None:
+def test_guards_refuse_changed_numbers_and_negations(make_core: Callable[..., CacheCore]) -> None:
+    # generous timeouts: a lookup cut short under load is a miss the guards never saw
+    core = make_core(socket_timeout=5.0, lookup_timeout=10.0)
     core.store(ask("What is the status of order 48213?"), "shipped", model="m", params=PARAMS)
     core.store(ask("Cancel my subscription"), "cancelled", model="m", params=PARAMS)
     assert core.lookup(ask("What is the status of order 48231?"), "m", PARAMS) is None
@@ -97,6 +99,8 @@ def test_guards_refuse_changed_numbers_and_negations(core: CacheCore) -> None:
         index_prefix=core.settings.index_prefix,
         embedder=core.embedder,
         guards=False,
+        socket_timeout=5.0,
+        lookup_timeout=10.0,
     ) as unguarded:  # cosine alone is fooled
         hit = unguarded.lookup(ask("What is the status of order 48231?"), "m", PARAMS)
         assert hit is not None and hit.response == "shipped"
