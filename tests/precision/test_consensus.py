@@ -45,36 +45,6 @@ SERVES: list[tuple[str, Hood, list[int]]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("hood", "served"), [(h, s) for _, h, s in SERVES],
-                         ids=[name for name, _, _ in SERVES])  # fmt: skip
-def test_consensus_serves_the_nearest_answer_when_the_neighbourhood_vouches(
-    hood: Hood, served: list[int]
-) -> None:
-    assert consensus_order(hood, POLICY, THRESHOLD, MARGIN) == served
-
-
-MISSES: list[tuple[str, Hood]] = [
-    ("a split neighbourhood (weighted share < 0.9)",
-     [(0.88, "A"), (0.86, "A"), (0.85, "A"), (0.84, "A"), (0.82, "B"), (0.81, "B")]),
-    ("a different answer within the quorum gap", [*_quorum("A", 0.86), (0.82, "B")]),
-    ("a nearer different answer vetoes the majority", [(0.90, "B"), *_quorum("A", 0.89)]),
-    ("a nearer lone answer, the majority 0.05 below", [(0.93, "B"), *_quorum("A", 0.88)]),
-    ("a quorum too far away (4th holder < 0.70)",
-     [(0.83, "A"), (0.75, "A"), (0.72, "A"), (0.69, "A")]),
-    ("a quorum whose nearest is below the serve floor", _quorum("A", 0.79)),
-    ("a lone candidate below the threshold", [(0.84, "A")]),
-    ("a lone holder, a different answer within the margin", [(0.90, "A"), (0.83, "B")]),
-    ("two holders, a different answer 0.2 below", [(0.90, "A"), (0.88, "A"), (0.70, "B")]),
-    ("nothing above the vote floor", [(0.45, "A")]),
-    ("no neighbours", []),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("hood", [h for _, h in MISSES], ids=[name for name, _ in MISSES])
-def test_consensus_misses_when_the_neighbourhood_is_split_thin_or_far(hood: Hood) -> None:
-    assert consensus_order(hood, POLICY, THRESHOLD, MARGIN) == []
-
-
 # A quorum whose nearest different answer is clearly separated (gap >= wide_gap) may keep a few
 # farther dissenters (weighted share >= wide_share); a quorum that fails its own rule is still
 # served as a thin neighbourhood would be (similarity >= threshold, gap >= thin_gap).
@@ -103,17 +73,34 @@ WIDE_AND_MONOTONE_CONTROLS: list[tuple[str, Hood]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("hood", "served"), [(h, s) for _, h, s in WIDE_AND_MONOTONE],
-                         ids=[name for name, _, _ in WIDE_AND_MONOTONE])  # fmt: skip
-def test_a_clearly_separated_quorum_serves_and_more_holders_never_refuse_more(
+@pytest.mark.parametrize(("hood", "served"), [(h, s) for _, h, s in SERVES + WIDE_AND_MONOTONE],
+                         ids=[name for name, _, _ in SERVES + WIDE_AND_MONOTONE])  # fmt: skip
+def test_consensus_serves_the_nearest_answer_when_the_neighbourhood_vouches(
     hood: Hood, served: list[int]
 ) -> None:
     assert consensus_order(hood, POLICY, THRESHOLD, MARGIN) == served
 
 
-@pytest.mark.parametrize("hood", [h for _, h in WIDE_AND_MONOTONE_CONTROLS],
-                         ids=[name for name, _ in WIDE_AND_MONOTONE_CONTROLS])  # fmt: skip
-def test_the_wide_gap_and_monotone_rules_keep_their_limits(hood: Hood) -> None:
+MISSES: list[tuple[str, Hood]] = [
+    ("a split neighbourhood (weighted share < 0.9)",
+     [(0.88, "A"), (0.86, "A"), (0.85, "A"), (0.84, "A"), (0.82, "B"), (0.81, "B")]),
+    ("a different answer within the quorum gap", [*_quorum("A", 0.86), (0.82, "B")]),
+    ("a nearer different answer vetoes the majority", [(0.90, "B"), *_quorum("A", 0.89)]),
+    ("a nearer lone answer, the majority 0.05 below", [(0.93, "B"), *_quorum("A", 0.88)]),
+    ("a quorum too far away (4th holder < 0.70)",
+     [(0.83, "A"), (0.75, "A"), (0.72, "A"), (0.69, "A")]),
+    ("a quorum whose nearest is below the serve floor", _quorum("A", 0.79)),
+    ("a lone candidate below the threshold", [(0.84, "A")]),
+    ("a lone holder, a different answer within the margin", [(0.90, "A"), (0.83, "B")]),
+    ("two holders, a different answer 0.2 below", [(0.90, "A"), (0.88, "A"), (0.70, "B")]),
+    ("nothing above the vote floor", [(0.45, "A")]),
+    ("no neighbours", []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("hood", [h for _, h in MISSES + WIDE_AND_MONOTONE_CONTROLS],
+                         ids=[name for name, _ in MISSES + WIDE_AND_MONOTONE_CONTROLS])  # fmt: skip
+def test_consensus_misses_when_the_neighbourhood_is_split_thin_or_far(hood: Hood) -> None:
     assert consensus_order(hood, POLICY, THRESHOLD, MARGIN) == []
 
 

@@ -178,9 +178,7 @@ def spin_config(ort_version: str, spin_us: int = SPIN_DURATION_US) -> dict[str, 
     }
 
 
-def _tune_session(
-    engine: Any, path: Path, threads: int | None, spin_us: int = SPIN_DURATION_US
-) -> None:
+def _tune_session(engine: Any, path: Path, threads: int | None, spin_us: int) -> None:
     """Reopen fastembed's ONNX Runtime session with bounded thread spinning (same graph,
     same ``ORT_ENABLE_ALL`` optimizations, bit-identical outputs). Workers that spin for
     ONNX Runtime's default time burn a core while they wait; on a machine whose cores are

@@ -86,6 +86,7 @@ def consensus_order(
     holders = [index for index, (_, other) in enumerate(close) if other == answer]
     others = [similarity for similarity, other in close if other != answer]
     gap = best - (max(others) if others else policy.floor)
+    allowed, lowest = False, threshold
     if len(holders) >= policy.quorum:
         weights = [math.exp((similarity - 1.0) / policy.temperature) for similarity, _ in close]
         share = sum(weights[index] for index in holders) / sum(weights)
@@ -94,12 +95,11 @@ def consensus_order(
             and (share >= policy.share or (gap >= policy.wide_gap and share >= policy.wide_share))
             and close[holders[policy.quorum - 1]][0] >= threshold - policy.quorum_reach
         )
-        lowest = threshold - policy.reach
-        if not allowed:  # monotone: served as 2..quorum-1 holders would be
-            allowed, lowest = gap >= max(agreement_margin, policy.thin_gap), threshold
-    else:
+        if allowed:
+            lowest = threshold - policy.reach
+    if not allowed:  # today's rule; a quorum failing its own is served as 2..quorum-1 would be
         margin = agreement_margin if len(holders) == 1 else max(agreement_margin, policy.thin_gap)
-        allowed, lowest = gap >= margin, threshold
+        allowed = gap >= margin
     if not allowed or best < lowest:
         return []
     return [index for index in holders if close[index][0] >= lowest]
